@@ -1,0 +1,37 @@
+# Every target creates or refreshes .venv from pyproject.toml first, so each works on a fresh
+# machine with only Python 3.11 and access to PyPI.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+BENCH_JSON ?=
+
+.PHONY: demo test check bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m crowdmesh.daemon.demo
+
+check: $(STAMP)
+	$(BIN)/ruff check crowdmesh tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q tests/unit/test_purity.py
+
+test: check
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	@for b in bench/crypto.py bench/chain.py bench/fl_baselines.py bench/network.py; do \
+	  if [ -f $$b ]; then echo "== $$b"; \
+	    $(BIN)/python $$b $(if $(BENCH_JSON),--json bench/out/$$(basename $$b .py).json) || exit 1; fi; \
+	done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""crowdmesh.chain."""
+
+__all__: list[str] = []

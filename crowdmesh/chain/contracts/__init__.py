@@ -1,0 +1,3 @@
+"""crowdmesh.chain.contracts."""
+
+__all__: list[str] = []

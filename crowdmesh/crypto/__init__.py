@@ -1,0 +1,3 @@
+"""crowdmesh.crypto."""
+
+__all__: list[str] = []

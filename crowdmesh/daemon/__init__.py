@@ -1,0 +1,3 @@
+"""crowdmesh.daemon."""
+
+__all__: list[str] = []

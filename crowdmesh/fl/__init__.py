@@ -1,0 +1,3 @@
+"""crowdmesh.fl."""
+
+__all__: list[str] = []

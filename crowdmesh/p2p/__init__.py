@@ -1,0 +1,3 @@
+"""crowdmesh.p2p."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""crowdmesh.roles."""
+
+__all__: list[str] = []
