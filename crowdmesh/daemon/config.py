@@ -1,0 +1,325 @@
+"""The daemon's TOML configuration, parsed once into a frozen :class:`NodeConfig`.
+
+Rule 1: the file is read with ``tomllib`` and checked against one schema table
+(:data:`_SCHEMA`); unknown keys, wrong types and bad values raise :class:`ConfigError` naming the
+file, the line and the key, so an operator can fix it without reading code.
+Rule 2: relative paths are resolved against the directory of the config file; the control
+socket defaults to ``$RUNTIME_DIRECTORY/crowdmesh.sock`` under systemd, else
+``<data_dir>/control.sock``; ``data_dir`` defaults to ``$STATE_DIRECTORY`` under systemd.
+Rule 3: the result is immutable; SIGHUP builds a new ``NodeConfig`` and the daemon applies only
+the reloadable fields (:data:`RELOADABLE`).
+
+Example::
+
+    data_dir = "/var/lib/crowdmesh"
+    genesis = "genesis.json"          # default <data_dir>/genesis.json
+    roles = ["miner"]
+    log_level = "info"
+
+    [p2p]
+    listen = "/ip4/0.0.0.0/tcp/7350"
+    bootstrap = ["/ip4/10.0.0.2/tcp/7350/p2p/12D3KooW..."]
+
+    [mining]
+    mode = "on-demand"                # off | continuous | on-demand
+    account = "<64 hex chars>"        # receives block rewards (default: the node's miner key)
+
+    [control]
+    socket = "/run/crowdmesh/crowdmesh.sock"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from crowdmesh.daemon.api import MiningMode
+from crowdmesh.errors import UsageError
+
+__all__ = [
+    "DEFAULT_LISTEN",
+    "LOG_LEVELS",
+    "MINING_MODES",
+    "RELOADABLE",
+    "ROLES",
+    "ConfigError",
+    "NodeConfig",
+    "load_config",
+    "parse_config",
+    "render_config",
+]
+
+DEFAULT_PORT: Final = 7350
+DEFAULT_LISTEN: Final = f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"
+ROLES: Final = frozenset({"miner", "csp", "worker"})
+MINING_MODES: Final[tuple[MiningMode, ...]] = ("off", "continuous", "on-demand")
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+RELOADABLE: Final = frozenset({"log_level", "mining_mode", "bootstrap"})
+# sockaddr_un.sun_path is 108 bytes on Linux including the NUL terminator.
+MAX_SOCKET_PATH: Final = 107
+_MULTIADDR = re.compile(
+    r"^/(ip4|ip6|dns|dns4|dns6)/[^/]+/tcp/\d{1,5}(/p2p/[1-9A-HJ-NP-Za-km-z]+)?$"
+)
+_ACCOUNT = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be used; ``str()`` reads ``file:line: key: problem``."""
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        where = f"{source}:{line}" if line else source
+        super().__init__("bad-config", f"{where}: {message}")
+        self.source = source
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything the daemon needs to start; built by :func:`load_config`."""
+
+    data_dir: Path
+    genesis_path: Path
+    control_socket: Path
+    listen: str = DEFAULT_LISTEN
+    bootstrap: tuple[str, ...] = ()
+    roles: frozenset[str] = frozenset()
+    mining_mode: MiningMode = "off"
+    miner_account: str | None = None
+    log_level: str = "info"
+    max_peers: int = 50
+    control_max_clients: int = 64
+    control_request_timeout_s: float = 30.0
+    source: str = field(default="<config>", compare=False)
+
+    @property
+    def is_miner(self) -> bool:
+        """True if this node may mine blocks."""
+        return "miner" in self.roles
+
+
+# ---- schema -------------------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # returns a problem description, or None if fine
+
+
+def _is_str(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _is_multiaddr(v: Any) -> str | None:
+    if not isinstance(v, str) or not _MULTIADDR.match(v):
+        return "must be a TCP multiaddr like /ip4/127.0.0.1/tcp/7350[/p2p/<peer id>]"
+    port = int(v.split("/tcp/")[1].split("/")[0])
+    return None if port <= 65535 else "port must be 0..65535"
+
+
+def _is_bootstrap(v: Any) -> str | None:
+    if not isinstance(v, list):
+        return "must be a list of multiaddrs"
+    for item in v:
+        if _is_multiaddr(item) or "/p2p/" not in item:
+            return f"{item!r} must be a TCP multiaddr ending in /p2p/<peer id>"
+    return None
+
+
+def _is_roles(v: Any) -> str | None:
+    if not isinstance(v, list) or not all(isinstance(r, str) for r in v):
+        return "must be a list of strings"
+    bad = sorted(set(v) - ROLES)
+    return f"unknown role(s) {bad}; known: {sorted(ROLES)}" if bad else None
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v in choices else f"must be one of {list(choices)}"
+
+    return check
+
+
+def _int_range(lo: int, hi: int) -> Check:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+        return None if ok else f"must be an integer in {lo}..{hi}"
+
+    return check
+
+
+def _positive_number(v: Any) -> str | None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 3600
+    return None if ok else "must be a number of seconds in (0, 3600]"
+
+
+def _is_account(v: Any) -> str | None:
+    ok = isinstance(v, str) and _ACCOUNT.match(v)
+    return None if ok else "must be 64 lowercase hex characters (an account id)"
+
+
+# (table, key) -> (NodeConfig field, check). Table "" is the top level.
+_SCHEMA: Final[dict[tuple[str, str], tuple[str, Check]]] = {
+    ("", "data_dir"): ("data_dir", _is_str),
+    ("", "genesis"): ("genesis_path", _is_str),
+    ("", "roles"): ("roles", _is_roles),
+    ("", "log_level"): ("log_level", _one_of(LOG_LEVELS)),
+    ("p2p", "listen"): ("listen", _is_multiaddr),
+    ("p2p", "bootstrap"): ("bootstrap", _is_bootstrap),
+    ("p2p", "max_peers"): ("max_peers", _int_range(1, 1000)),
+    ("mining", "mode"): ("mining_mode", _one_of(MINING_MODES)),
+    ("mining", "account"): ("miner_account", _is_account),
+    ("control", "socket"): ("control_socket", _is_str),
+    ("control", "max_clients"): ("control_max_clients", _int_range(1, 10_000)),
+    ("control", "request_timeout"): ("control_request_timeout_s", _positive_number),
+}
+_TABLES: Final = frozenset(t for t, _ in _SCHEMA if t)
+
+
+def _line_of(text: str, table: str, key: str) -> int | None:
+    """Line defining ``key`` in ``[table]``, or None: tomllib reports no positions."""
+    current = ""
+    key_re = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\")\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"^\s*\[([^\[\]]+)\]\s*(#.*)?$", line)
+        if header:
+            current = header.group(1).strip()
+            if not key and current == table:
+                return number
+        elif current == table and key and key_re.match(line):
+            return number
+    return None
+
+
+def _flatten(doc: dict[str, Any], text: str, source: str) -> dict[str, Any]:
+    """Check every key against the schema; return ``{field: raw value}``."""
+    found: dict[str, Any] = {}
+    for top, value in doc.items():
+        if top in _TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(source, _line_of(text, "", top), f"{top}: must be a [table]")
+            items = [(top, k, v) for k, v in value.items()]
+        else:
+            items = [("", top, value)]
+        for table, key, v in items:
+            _check_key(table, key, v, text, source, found)
+    return found
+
+
+def _check_key(
+    table: str, key: str, v: Any, text: str, source: str, found: dict[str, Any]
+) -> None:
+    name = f"{table}.{key}" if table else key
+    entry = _SCHEMA.get((table, key))
+    if entry is None:
+        known = sorted(f"{t}.{k}" if t else k for t, k in _SCHEMA)
+        line = _line_of(text, table, key)
+        raise ConfigError(source, line, f"unknown key {name!r}; known: {known}")
+    field_name, check = entry
+    problem = check(v)
+    if problem:
+        raise ConfigError(source, _line_of(text, table, key), f"{name}: {problem}")
+    found[field_name] = v
+
+
+def _resolve(base: Path, raw: str) -> Path:
+    p = Path(raw).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", base_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> NodeConfig:
+    """Parse TOML ``text`` into a :class:`NodeConfig`.
+
+    Args:
+        text: the TOML document.
+        source: name used in error messages (the file path).
+        base_dir: directory relative paths are resolved against (default: cwd).
+        env: environment for the systemd defaults (default: ``os.environ``).
+    Raises:
+        ConfigError: with ``file:line`` for syntax errors, unknown keys and bad values.
+    """
+    env = os.environ if env is None else env
+    base = (base_dir or Path.cwd()).resolve()
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(source, int(m.group(1)) if m else None, f"TOML syntax: {exc}") from None
+    raw = _flatten(doc, text, source)
+    return _build(raw, base, env, source, text)
+
+
+def _build(
+    raw: dict[str, Any], base: Path, env: Mapping[str, str], source: str, text: str
+) -> NodeConfig:
+    data_raw = raw.pop("data_dir", None) or env.get("STATE_DIRECTORY", "").split(":")[0]
+    if not data_raw:
+        raise ConfigError(source, None, "data_dir is required (or set StateDirectory= in systemd)")
+    data_dir = _resolve(base, data_raw)
+    genesis = _resolve(base, raw.pop("genesis_path", str(data_dir / "genesis.json")))
+    runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    default_sock = Path(runtime) / "crowdmesh.sock" if runtime else data_dir / "control.sock"
+    sock = _resolve(base, raw.pop("control_socket")) if "control_socket" in raw else default_sock
+    if len(os.fsencode(sock)) > MAX_SOCKET_PATH:
+        line = _line_of(text, "control", "socket")
+        raise ConfigError(source, line, f"control socket path over {MAX_SOCKET_PATH} bytes: {sock}")
+    raw["roles"] = frozenset(raw.get("roles", ()))
+    raw["bootstrap"] = tuple(raw.get("bootstrap", ()))
+    raw["control_request_timeout_s"] = float(raw.get("control_request_timeout_s", 30.0))
+    if raw.get("mining_mode", "off") != "off" and "miner" not in raw["roles"]:
+        line = _line_of(text, "mining", "mode")
+        raise ConfigError(source, line, "mining.mode is not 'off' but roles lacks 'miner'")
+    return NodeConfig(
+        data_dir=data_dir, genesis_path=genesis, control_socket=sock, source=source,
+        **raw,
+    )
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read and parse the config file at ``path``.
+
+    Raises:
+        ConfigError: if the file cannot be read or is invalid (with file:line).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(p), None, f"cannot read config: {exc}") from None
+    return parse_config(text, source=str(p), base_dir=p.parent, env=env)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, frozenset):
+        v = sorted(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(cfg: NodeConfig) -> str:
+    """Write ``cfg`` back as TOML that :func:`parse_config` reads to an equal config."""
+    values: dict[str, Any] = {
+        "data_dir": str(cfg.data_dir), "genesis_path": str(cfg.genesis_path),
+        "control_socket": str(cfg.control_socket), "listen": cfg.listen,
+        "bootstrap": list(cfg.bootstrap), "roles": cfg.roles, "mining_mode": cfg.mining_mode,
+        "miner_account": cfg.miner_account, "log_level": cfg.log_level,
+        "max_peers": cfg.max_peers, "control_max_clients": cfg.control_max_clients,
+        "control_request_timeout_s": cfg.control_request_timeout_s,
+    }
+    tables: dict[str, list[str]] = {}
+    for (table, key), (name, _) in _SCHEMA.items():
+        if values[name] is not None:
+            tables.setdefault(table, []).append(f"{key} = {_toml_value(values[name])}")
+    out = tables.pop("", [])
+    for table, lines in tables.items():
+        out += ["", f"[{table}]", *lines]
+    return "\n".join(out) + "\n"
