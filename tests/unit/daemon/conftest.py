@@ -1,0 +1,79 @@
+"""Fixtures for the daemon unit tests: a short socket directory and a NodeControl test double."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import trio
+
+from crowdmesh.errors import NotFound, ValidationError
+
+
+@pytest.fixture
+def sock_dir():
+    # Unix socket paths are capped at 107 bytes; pytest's tmp_path can be longer.
+    d = Path(tempfile.mkdtemp(prefix="cmctl", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class FakeNode:
+    """In-memory NodeControl for the RPC layer's tests (the functional tests use real daemons)."""
+
+    def __init__(self, ready=True):
+        self.ready = ready
+        self.stopped = False
+        self.mode = "off"
+        self.submitted = []
+        self.generate_delay = 0.0
+
+    def is_ready(self):
+        return self.ready
+
+    def status(self):
+        return {"height": 3, "peers": 0, "mining": self.mode}
+
+    def peers(self):
+        return [{"peer_id": "12D3KooWfake", "addr": "/ip4/127.0.0.1/tcp/1"}]
+
+    def head(self):
+        return {"height": 3, "hash": "ab" * 32}
+
+    def block(self, ref):
+        if ref in (3, "ab" * 32):
+            return {"height": 3, "hash": "ab" * 32, "txs": []}
+        raise NotFound("block-not-found", str(ref))
+
+    def mempool(self):
+        return {"size": len(self.submitted), "txids": list(self.submitted)}
+
+    async def submit_tx(self, raw_hex):
+        if raw_hex.startswith("00"):
+            raise ValidationError("bad-tx-sig", "signature does not verify")
+        self.submitted.append(raw_hex[:8])
+        return {"txid": raw_hex[:8]}
+
+    def tx(self, txid_hex):
+        raise NotFound("tx-not-found", txid_hex)
+
+    def balance(self, account_hex):
+        return {"account": account_hex, "balance": 100, "nonce": 0}
+
+    def set_mining(self, mode):
+        self.mode = mode
+        return {"mode": mode}
+
+    async def generate(self, n_blocks):
+        await trio.sleep(self.generate_delay)
+        return ["cd" * 32] * n_blocks
+
+    def request_stop(self):
+        self.stopped = True
+
+
+@pytest.fixture
+def fake_node():
+    return FakeNode()
