@@ -1,0 +1,268 @@
+"""Gossipsub for crowdmesh: topics per chain id, validators, drained subscriptions, back-pressure.
+
+Invariants (each closes a silent drop listed in LIBP2P.md):
+- Offered protocols are ``/meshsub/1.2.0`` and ``/meshsub/1.1.0`` only, with strict signing, so
+  other libp2p implementations can join (§14).
+- Heartbeat 1 s (default 120 s), the per-peer-per-topic rate limit far above our rate (§4),
+  subscription channels of :data:`SUBSCRIPTION_CHANNEL_SIZE` drained by a dedicated task into a
+  bounded channel that drops and counts when the node falls behind (§5).
+- :meth:`Gossip.publish` waits (bounded) while any per-peer outbound queue is above
+  :data:`QUEUE_HIGH_WATER`, because a full 32-RPC queue drops silently (§5).
+- Message id = SHA-256 of the payload, so the same transaction or block relayed by different
+  origins is one message.
+- The topic validator does only cheap stateless checks: size cap, strict decode, message type
+  allowed on the topic, and the node's ``check`` (signatures, PoW). A reject lowers the
+  forwarder's score and is reported with its stable code.
+- Equivocation memory keeps a digest per message instead of the whole message (§7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import libp2p.pubsub.pubsub as ps_mod
+import trio
+from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+
+from crowdmesh.errors import DecodeError, ValidationError
+from crowdmesh.p2p.messages import (
+    MAX_GOSSIP_BYTES,
+    BlockAnnounce,
+    Message,
+    NewBlock,
+    TxGossip,
+    decode_message,
+    encode_message,
+)
+from crowdmesh.p2p.scoring import LoopbackWhitelistScorer, PeerScores, make_score_params
+
+__all__ = [
+    "BLOCKS",
+    "QUEUE_HIGH_WATER",
+    "SUBSCRIPTION_CHANNEL_SIZE",
+    "TXS",
+    "DigestEquivocationGossipSub",
+    "Gossip",
+    "GossipConfig",
+    "Incoming",
+    "RejectFn",
+    "message_id",
+    "topic_name",
+]
+
+log = logging.getLogger("crowdmesh.p2p")
+
+BLOCKS = "blocks"
+TXS = "txs"
+SUBSCRIPTION_CHANNEL_SIZE = 4096
+QUEUE_HIGH_WATER = 16
+BACKPRESSURE_MAX_WAIT_S = 5.0
+INCOMING_CHANNEL_SIZE = 8192
+
+# Which message types may appear on which topic kind; anything else is `wrong-topic`.
+TOPIC_MESSAGES: dict[str, frozenset[type[Message]]] = {
+    BLOCKS: frozenset({NewBlock, BlockAnnounce}),
+    TXS: frozenset({TxGossip}),
+}
+
+RejectFn = Callable[[str, str, str, str], None]
+"""``on_reject(peer_b58, topic, code, detail)`` — how rejects reach the log."""
+CheckFn = Callable[[Message], None]
+"""The node's cheap stateless check; raises DecodeError or ValidationError."""
+
+
+def topic_name(chain_id: str, kind: str) -> str:
+    """``crowdmesh/<chain-id>/<kind>/1`` (DESIGN: P2P)."""
+    return f"crowdmesh/{chain_id}/{kind}/1"
+
+
+def message_id(msg: rpc_pb2.Message) -> bytes:
+    """Payload-hash message id."""
+    return hashlib.sha256(msg.data).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    """Router settings; the defaults fix every silent drop LIBP2P.md lists."""
+
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    heartbeat_interval: int = 1
+    max_messages_per_topic_per_second: float = 100_000.0
+    seen_ttl: int = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A gossip message that passed the validator; ``origin`` is the signing peer (base58)."""
+
+    origin: str
+    kind: str
+    msg: Message
+    size: int
+
+
+class DigestEquivocationGossipSub(GossipSub):
+    """GossipSub whose equivocation memory stores a digest, not the whole message (§7)."""
+
+    def _check_equivocation(self, msg: rpc_pb2.Message) -> bool:
+        key = msg.from_id + msg.seqno
+        digest = hashlib.sha256(msg.data + "\x00".join(msg.topicIDs).encode()).digest()
+        memory: dict[bytes, Any] = self.equivocation_detection  # typed for whole messages
+        seen = memory.get(key)
+        if seen is None:
+            memory[key] = digest
+            return True
+        if seen != digest:
+            log.warning("equivocation from %s", ID(msg.from_id))
+            if self.scorer is not None:
+                self.scorer.penalize_equivocation(ID(msg.from_id), 100.0)
+            return False
+        return True
+
+
+@dataclass
+class _Counters:
+    dropped_incoming: int = 0
+    published: int = 0
+    received: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class Gossip:
+    """The node's gossip endpoint: two topics, validators and a bounded incoming channel."""
+
+    def __init__(
+        self,
+        host: IHost,
+        chain_id: str,
+        scores: PeerScores,
+        check: CheckFn,
+        on_reject: RejectFn,
+        config: GossipConfig | None = None,
+    ) -> None:
+        cfg = config or GossipConfig()
+        self.host = host
+        self.scores = scores
+        self.topics = {kind: topic_name(chain_id, kind) for kind in TOPIC_MESSAGES}
+        self._kinds = {name: kind for kind, name in self.topics.items()}
+        self._check = check
+        self._on_reject = on_reject
+        self.counters = _Counters()
+        self.router = self._make_router(cfg)
+        self.pubsub = Pubsub(
+            host,
+            self.router,
+            strict_signing=True,
+            seen_ttl=cfg.seen_ttl,
+            msg_id_constructor=message_id,
+        )
+        self._send, self.incoming = trio.open_memory_channel[Incoming](INCOMING_CHANNEL_SIZE)
+        for name in self.topics.values():
+            self.pubsub.set_topic_validator(name, self._validator, is_async_validator=False)
+
+    def _make_router(self, cfg: GossipConfig) -> GossipSub:
+        router = DigestEquivocationGossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+            degree=cfg.degree,
+            degree_low=cfg.degree_low,
+            degree_high=cfg.degree_high,
+            heartbeat_interval=cfg.heartbeat_interval,
+            max_messages_per_topic_per_second=cfg.max_messages_per_topic_per_second,
+            score_params=make_score_params(self.scores),
+            adaptive_gossip_enabled=False,  # why: it rewrites heartbeat_interval at run time
+            eclipse_protection_enabled=False,  # why: a loopback testnet has one IP
+        )
+        router.scorer = LoopbackWhitelistScorer(make_score_params(self.scores))
+        return router
+
+    # -- validation ------------------------------------------------------------------------
+
+    def decode(self, topic: str, data: bytes) -> Message:
+        """Size cap, strict decode and topic check of one gossip payload.
+
+        Raises:
+            DecodeError: with the codec's code, or ``wrong-topic``.
+        """
+        if len(data) > MAX_GOSSIP_BYTES:
+            raise DecodeError("oversize", f"{len(data)} > {MAX_GOSSIP_BYTES} bytes")
+        msg = decode_message(data, MAX_GOSSIP_BYTES)
+        kind = self._kinds.get(topic)
+        if kind is None or type(msg) not in TOPIC_MESSAGES[kind]:
+            raise DecodeError("wrong-topic", f"{msg.TYPE} on {topic}")
+        return msg
+
+    def _validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
+        topic = msg.topicIDs[0] if len(msg.topicIDs) == 1 else ""
+        try:
+            if not topic:
+                raise DecodeError("wrong-topic", "exactly one topic per message")
+            self._check(self.decode(topic, msg.data))
+        except (DecodeError, ValidationError) as exc:
+            self.reject(forwarder.to_base58(), topic, exc.code, exc.detail)
+            return False
+        return True
+
+    def reject(self, peer: str, topic: str, code: str, detail: str = "") -> None:
+        """Count a reject against ``peer`` and report it (also used by the node's checks)."""
+        self.scores.penalize(peer, code)
+        self.counters.rejected[code] = self.counters.rejected.get(code, 0) + 1
+        self._on_reject(peer, topic, code, detail)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def subscribe_all(self, nursery: trio.Nursery) -> list[ISubscriptionAPI]:
+        """Subscribe to every topic and start one drain task per subscription."""
+        ps_mod.SUBSCRIPTION_CHANNEL_SIZE = SUBSCRIPTION_CHANNEL_SIZE  # read in subscribe()
+        subs = []
+        for kind, name in self.topics.items():
+            sub = await self.pubsub.subscribe(name)
+            nursery.start_soon(self._drain, kind, sub)
+            subs.append(sub)
+        return subs
+
+    async def _drain(self, kind: str, sub: ISubscriptionAPI) -> None:
+        me = self.host.get_id().to_bytes()
+        while True:
+            raw = await sub.get()
+            if raw.from_id == me:
+                continue  # publishers receive their own messages (§6)
+            self.counters.received += 1
+            item = Incoming(ID(raw.from_id).to_base58(), kind,
+                            self.decode(self.topics[kind], raw.data), len(raw.data))
+            try:
+                self._send.send_nowait(item)
+            except trio.WouldBlock:
+                self.counters.dropped_incoming += 1  # sync repairs what gossip loses
+
+    async def wait_queues_drained(self, high: int = QUEUE_HIGH_WATER) -> None:
+        """Wait (at most a few seconds) until every per-peer outbound queue is below ``high``."""
+        with trio.move_on_after(BACKPRESSURE_MAX_WAIT_S):
+            while any(len(q) >= high for q in self.pubsub.peer_queues.values()):
+                await trio.sleep(0.005)
+
+    async def publish(self, kind: str, msg: Message) -> None:
+        """Encode and publish ``msg`` on the topic of ``kind`` with back-pressure.
+
+        Raises:
+            DecodeError: ``oversize`` if the encoding exceeds the gossip cap.
+        """
+        data = encode_message(msg)
+        if len(data) > MAX_GOSSIP_BYTES:
+            raise DecodeError("oversize", f"{len(data)} > {MAX_GOSSIP_BYTES} bytes")
+        await self.wait_queues_drained()
+        await self.pubsub.publish(self.topics[kind], data)
+        self.counters.published += 1
+
+    async def wait_for_mesh(self, peer: ID, kind: str, timeout: float = 10.0) -> None:
+        """Wait until ``peer`` is in our mesh for ``kind`` (tests and readiness)."""
+        await self.pubsub.wait_for_mesh(peer, self.topics[kind], timeout=timeout)

@@ -1,0 +1,174 @@
+"""One node's network endpoint: host, gossip, sync server and bootstrap peers, run together.
+
+Invariants:
+- :func:`open_network` owns every task it starts; leaving the block stops them, then shuts
+  down in the order LIBP2P.md §11 verified: unsubscribe and ``host.close()`` while pubsub still
+  runs (shielded, bounded), then the pubsub and router services, then ``host.run()``.
+- Bootstrap peers are redialled forever with capped backoff (``host.maintain_peer``).
+- A peer whose score falls to the ban threshold is blacklisted in pubsub and disconnected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.tools.anyio_service import background_trio_service
+
+from crowdmesh.p2p.gossip import CheckFn, Gossip, GossipConfig
+from crowdmesh.p2p.host import (
+    Backoff,
+    PeerWatch,
+    dial,
+    load_or_create_node_key,
+    maintain_peer,
+    make_host,
+    parse_peer_addr,
+)
+from crowdmesh.p2p.messages import Message
+from crowdmesh.p2p.scoring import PeerScores
+from crowdmesh.p2p.sync import SYNC_PROTOCOL, SyncProvider, SyncServer, SyncSession
+from crowdmesh.p2p.sync import open_sync_session as _open_sync_session
+
+__all__ = ["EventFn", "Network", "NetworkConfig", "open_network"]
+
+log = logging.getLogger("crowdmesh.p2p")
+
+SHUTDOWN_TIMEOUT_S = 5.0
+
+EventFn = Callable[[str, dict[str, Any]], None]
+"""``on_event(name, fields)``: peer-up, peer-down, gossip-reject, sync-reject, peer-banned."""
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """What the network layer needs from the node's configuration."""
+
+    data_dir: Path
+    listen: str
+    chain_id: str
+    bootstrap: tuple[str, ...] = ()
+    gossip: GossipConfig = field(default_factory=GossipConfig)
+
+
+class Network:
+    """Handles to the running host, gossip and scores; created by :func:`open_network`."""
+
+    def __init__(self, host: IHost, gossip: Gossip, watch: PeerWatch, nursery: trio.Nursery):
+        self.host = host
+        self.gossip = gossip
+        self.watch = watch
+        self.scores = gossip.scores
+        self._nursery = nursery
+
+    @property
+    def peer_id(self) -> str:
+        """Our peer id (base58)."""
+        return str(self.host.get_id().to_base58())
+
+    def addrs(self) -> list[str]:
+        """Our listen addresses including ``/p2p/<id>``."""
+        return [str(a) for a in self.host.get_addrs()]
+
+    def connected(self) -> list[ID]:
+        """Currently connected peers."""
+        return list(self.host.get_connected_peers())
+
+    def peers(self) -> list[dict[str, Any]]:
+        """One JSON-able row per connected peer: id, addresses, score, reject counts."""
+        rows = []
+        for pid in self.connected():
+            b58 = pid.to_base58()
+            addrs = [str(a) for a in self.host.get_peerstore().addrs(pid)]
+            rows.append({"id": b58, "addrs": addrs, "score": round(self.scores.score(b58), 3),
+                         "rejects": self.scores.rejects(b58)})
+        return rows
+
+    async def publish(self, kind: str, msg: Message) -> None:
+        """Gossip ``msg`` on the topic of ``kind`` (``gossip.BLOCKS`` or ``gossip.TXS``)."""
+        await self.gossip.publish(kind, msg)
+
+    def open_sync(self, peer: ID) -> AbstractAsyncContextManager[SyncSession]:
+        """A sync session to ``peer`` (see ``sync.open_sync_session``)."""
+        return _open_sync_session(self.host, peer)
+
+    async def connect(self, addr: str) -> bool:
+        """Dial ``addr`` once (bounded); True on success."""
+        return await dial(self.host, parse_peer_addr(addr))
+
+    def add_bootstrap(self, addr: str) -> None:
+        """Keep a connection to ``addr`` for as long as the network runs."""
+        self._nursery.start_soon(maintain_peer, self.host, self.watch,
+                                 parse_peer_addr(addr), Backoff())
+
+    def ban(self, peer: str) -> None:
+        """Blacklist ``peer`` in pubsub and drop its connections."""
+        pid = ID.from_base58(peer)
+        self.gossip.pubsub.add_to_blacklist(pid)
+        self._nursery.start_soon(self._disconnect, pid)
+
+    async def _disconnect(self, pid: ID) -> None:
+        with trio.move_on_after(SHUTDOWN_TIMEOUT_S):
+            await self.host.disconnect(pid)
+
+
+@asynccontextmanager
+async def open_network(
+    cfg: NetworkConfig, provider: SyncProvider, check: CheckFn, on_event: EventFn
+) -> AsyncIterator[Network]:
+    """Start the host on ``cfg.listen`` with gossip and sync; yield once serving."""
+    host = make_host(load_or_create_node_key(cfg.data_dir))
+    scores = PeerScores(time.monotonic)
+    holder: list[Network] = []
+
+    def on_reject(peer: str, topic: str, code: str, detail: str) -> None:
+        on_event("gossip-reject", {"peer": peer, "topic": topic, "code": code,
+                                   "detail": detail, "score": round(scores.score(peer), 3)})
+        if scores.is_banned(peer) and holder:
+            on_event("peer-banned", {"peer": peer})
+            holder[0].ban(peer)
+
+    def on_bad_sync(peer: str, code: str, detail: str) -> None:
+        scores.penalize(peer, code)
+        on_event("sync-reject", {"peer": peer, "code": code, "detail": detail})
+
+    gossip = Gossip(host, cfg.chain_id, scores, check, on_reject, cfg.gossip)
+    watch = PeerWatch(lambda kind, pid: on_event(f"peer-{kind}", {"peer": pid.to_base58()}))
+    host.get_network().register_notifee(watch)
+    host.set_stream_handler(SYNC_PROTOCOL, SyncServer(provider, on_bad_sync).handle_stream)
+    async with (
+        host.run([multiaddr.Multiaddr(cfg.listen)]),
+        background_trio_service(gossip.pubsub),
+        background_trio_service(gossip.router),
+    ):
+        await gossip.pubsub.wait_until_ready()
+        subs: list[Any] = []
+        async with trio.open_nursery() as nursery:
+            subs = await gossip.subscribe_all(nursery)
+            net = Network(host, gossip, watch, nursery)
+            holder.append(net)
+            for addr in cfg.bootstrap:
+                net.add_bootstrap(addr)
+            try:
+                yield net
+            finally:
+                nursery.cancel_scope.cancel()
+        await _close_host(host, subs)
+
+
+async def _close_host(host: IHost, subs: list[Any]) -> None:
+    # why shielded: we often get here because the caller was cancelled (SIGTERM), and an
+    # unclosed host leaves peers connected until our process exits (LIBP2P.md §11).
+    with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_TIMEOUT_S):
+        for sub in subs:
+            await sub.unsubscribe()
+        await host.close()
