@@ -1,0 +1,257 @@
+"""ECVRF-EDWARDS25519-SHA512-TAI and -ELL2 (RFC 9381) on PyNaCl's edwards25519 primitives.
+
+A VRF gives each key exactly one verifiable pseudo-random output per input, which is what a
+committee lottery needs (a plain Ed25519 signature is not unique to a verifier; SPATIAL.md §2.1).
+
+Invariants:
+- ``prove`` is deterministic: same seed and alpha → same 80-byte proof pi (RFC 9381 §5.4.2.2 nonce).
+- ``verify`` returns beta only when pi is valid for (public key, alpha); beta = proof_to_hash(pi),
+  64 bytes. Anything else raises ``ValidationError`` with code ``bad-vrf-proof`` (the proof) or
+  ``bad-vrf-key`` (the public key, checked as RFC 9381 §5.4.5 ECVRF_validate_key: it must decode
+  and must not have small order).
+- Points travel as 32-byte RFC 8032 encodings. Every encoding from outside goes through the strict
+  decoder ``_decode`` (rejects y ≥ p, x = 0 with the sign bit set, and non-points) before use.
+- Fast path: libsodium for scalar multiplications. libsodium refuses points outside the
+  prime-order subgroup, small-order points and identity results, which RFC 9381 still defines (a
+  key may carry a torsion component; Gamma need only be on the curve), so those fall back to
+  plain-integer arithmetic in ``crowdmesh.crypto._ed25519``. Honest inputs never take that path.
+- The secret seed is the RFC 8032 32-byte secret key (the same form as an Ed25519 seed).
+  Variable-time code: proving is for our own keys on our own node, not a side-channel-hardened
+  implementation (RFC 9381 §7.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import IntEnum
+
+from nacl import bindings as _sodium
+from nacl.exceptions import RuntimeError as SodiumError
+
+from crowdmesh.crypto import _ed25519 as ed
+from crowdmesh.errors import UsageError, ValidationError
+
+__all__ = [
+    "BETA_SIZE",
+    "PROOF_SIZE",
+    "PUBLIC_KEY_SIZE",
+    "SEED_SIZE",
+    "Suite",
+    "is_valid",
+    "proof_to_hash",
+    "prove",
+    "public_key",
+    "validate_public_key",
+    "verify",
+]
+
+SEED_SIZE = 32
+PUBLIC_KEY_SIZE = 32
+PROOF_SIZE = 80  # Gamma (32) ‖ c (16) ‖ s (32)
+BETA_SIZE = 64
+_C_LEN = 16
+_Q_LEN = 32
+_PT_LEN = 32
+
+BAD_PROOF = "bad-vrf-proof"
+BAD_KEY = "bad-vrf-key"
+
+
+class Suite(IntEnum):
+    """RFC 9381 §5.5 suite strings for edwards25519 with SHA-512."""
+
+    TAI = 0x03  # ECVRF-EDWARDS25519-SHA512-TAI: try-and-increment hash to curve
+    ELL2 = 0x04  # ECVRF-EDWARDS25519-SHA512-ELL2: RFC 9380 Elligator 2 encode_to_curve
+
+
+# RFC 9381 §5.4.1.2: DST = "ECVRF_" ‖ h2c_suite_ID_string ‖ suite_string.
+_H2C_DST = b"ECVRF_edwards25519_XMD:SHA-512_ELL2_NU_" + bytes([Suite.ELL2])
+
+
+def _sha512(*parts: bytes) -> bytes:
+    return hashlib.sha512(b"".join(parts)).digest()
+
+
+# -- group operations: libsodium first, plain integers where it refuses ---------------------
+
+
+def _scalar_bytes(n: int) -> bytes:
+    return n.to_bytes(32, "little")
+
+
+def _mul(n: int, point: bytes) -> bytes:
+    """n·point for 0 ≤ n < 2^253 and any decodable point (subgroup or not)."""
+    if n == 0:
+        return ed.IDENTITY
+    try:
+        return bytes(_sodium.crypto_scalarmult_ed25519_noclamp(_scalar_bytes(n), point))
+    except SodiumError:
+        return ed.encode(ed.scalar_mult(n, ed.decode_or_raise(point)))
+
+
+def _mul_base(n: int) -> bytes:
+    if n == 0:
+        return ed.IDENTITY
+    return bytes(_sodium.crypto_scalarmult_ed25519_base_noclamp(_scalar_bytes(n)))
+
+
+def _sub(p: bytes, q: bytes) -> bytes:
+    # crypto_core_ed25519_sub only needs points on the curve, so torsion components are fine.
+    return bytes(_sodium.crypto_core_ed25519_sub(p, q))
+
+
+def _times_cofactor(point: bytes) -> bytes:
+    for _ in range(3):  # cofactor 8 = three doublings
+        point = bytes(_sodium.crypto_core_ed25519_add(point, point))
+    return point
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+def _expand_seed(seed: bytes) -> tuple[int, bytes]:
+    """RFC 8032 §5.1.5: the clamped secret scalar x and the nonce prefix h[32:64]."""
+    if len(seed) != SEED_SIZE:
+        raise UsageError("bad-vrf-seed", f"an ECVRF secret key is {SEED_SIZE} bytes")
+    h = _sha512(seed)
+    a = bytearray(h[:32])
+    a[0] &= 248
+    a[31] &= 127
+    a[31] |= 64
+    return int.from_bytes(a, "little"), h[32:]
+
+
+def public_key(secret_key_seed: bytes) -> bytes:
+    """Return the 32-byte ECVRF public key Y = x·B for a 32-byte secret seed (RFC 8032 keys)."""
+    x, _ = _expand_seed(secret_key_seed)
+    return _mul_base(x % ed.L)
+
+
+def _decode_key(public: bytes) -> bytes:
+    """RFC 9381 §5.4.5 ECVRF_validate_key: decodable and not of small order."""
+    if len(public) != PUBLIC_KEY_SIZE or ed.decode(public) is None:
+        raise ValidationError(BAD_KEY, "public key does not decode to a curve point")
+    if _times_cofactor(public) == ed.IDENTITY:
+        raise ValidationError(BAD_KEY, "public key has small order")
+    return public
+
+
+def validate_public_key(public: bytes) -> None:
+    """Raise ``ValidationError('bad-vrf-key')`` unless ``public`` is a usable ECVRF key."""
+    _decode_key(public)
+
+
+# -- hash to curve (RFC 9381 §5.4.1) ----------------------------------------------------------
+
+
+def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> bytes:
+    """§5.4.1.1 try-and-increment; each try succeeds with probability ≈ 1/2."""
+    prefix = bytes([Suite.TAI, 0x01]) + salt + alpha
+    for ctr in range(256):
+        h = _sha512(prefix, bytes([ctr, 0x00]))[:_PT_LEN]
+        if ed.decode(h) is None:
+            continue
+        point = _times_cofactor(h)
+        if point != ed.IDENTITY:
+            return point
+    # 256 consecutive failures happen with probability ≈ 2^-256.
+    raise AssertionError("ECVRF try-and-increment exhausted its one-byte counter")
+
+
+def _encode_to_curve_ell2(salt: bytes, alpha: bytes) -> bytes:
+    """§5.4.1.2: RFC 9380 encode_to_curve, suite edwards25519_XMD:SHA-512_ELL2_NU_."""
+    return ed.encode(ed.encode_to_curve(salt + alpha, _H2C_DST))
+
+
+_ENCODE_TO_CURVE = {Suite.TAI: _encode_to_curve_tai, Suite.ELL2: _encode_to_curve_ell2}
+
+
+# -- nonce, challenge, proof codec (RFC 9381 §5.4.2–5.4.4) ------------------------------------
+
+
+def _nonce(prefix: bytes, h_string: bytes) -> int:
+    """§5.4.2.2: k = SHA-512(h[32:64] ‖ h_string) mod q, as in RFC 8032 signing."""
+    return int.from_bytes(_sha512(prefix, h_string), "little") % ed.L
+
+
+def _challenge(suite: Suite, *points: bytes) -> int:
+    """§5.4.3: c = first 16 bytes of SHA-512(suite ‖ 0x02 ‖ Y ‖ H ‖ Gamma ‖ U ‖ V ‖ 0x00)."""
+    digest = _sha512(bytes([suite, 0x02]), *points, b"\x00")
+    return int.from_bytes(digest[:_C_LEN], "little")
+
+
+def _decode_proof(pi: bytes) -> tuple[bytes, int, int]:
+    """§5.4.4: split pi into (Gamma, c, s); Gamma must decode and s must be < q."""
+    if len(pi) != PROOF_SIZE:
+        raise ValidationError(BAD_PROOF, f"a proof is {PROOF_SIZE} bytes, got {len(pi)}")
+    gamma = pi[:_PT_LEN]
+    if ed.decode(gamma) is None:
+        raise ValidationError(BAD_PROOF, "Gamma does not decode to a curve point")
+    c = int.from_bytes(pi[_PT_LEN : _PT_LEN + _C_LEN], "little")
+    s = int.from_bytes(pi[_PT_LEN + _C_LEN :], "little")
+    if s >= ed.L:
+        raise ValidationError(BAD_PROOF, "s is not reduced modulo the group order")
+    return gamma, c, s
+
+
+def _gamma_to_hash(suite: Suite, gamma: bytes) -> bytes:
+    """§5.2: beta = SHA-512(suite ‖ 0x03 ‖ cofactor·Gamma ‖ 0x00)."""
+    return _sha512(bytes([suite, 0x03]), _times_cofactor(gamma), b"\x00")
+
+
+# -- public API -------------------------------------------------------------------------------
+
+
+def prove(secret_key_seed: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> bytes:
+    """Return the 80-byte proof pi of VRF(secret_key_seed, alpha) (RFC 9381 §5.1).
+
+    Raises:
+        UsageError: ``bad-vrf-seed`` if the seed is not 32 bytes.
+    """
+    x, prefix = _expand_seed(secret_key_seed)
+    x %= ed.L
+    y = _mul_base(x)
+    h = _ENCODE_TO_CURVE[suite](y, alpha)
+    gamma = _mul(x, h)
+    k = _nonce(prefix, h)
+    c = _challenge(suite, y, h, gamma, _mul_base(k), _mul(k, h))
+    s = (k + c * x) % ed.L
+    return gamma + c.to_bytes(_C_LEN, "little") + s.to_bytes(_Q_LEN, "little")
+
+
+def proof_to_hash(pi: bytes, *, suite: Suite = Suite.TAI) -> bytes:
+    """Return beta (64 bytes) of a proof WITHOUT checking it (RFC 9381 §5.2).
+
+    Only use on proofs you made or already verified; ``verify`` returns the same value.
+
+    Raises:
+        ValidationError: ``bad-vrf-proof`` if pi does not even decode.
+    """
+    gamma, _, _ = _decode_proof(pi)
+    return _gamma_to_hash(suite, gamma)
+
+
+def verify(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> bytes:
+    """Check pi for (public_key, alpha) and return beta (RFC 9381 §5.3, validate_key on).
+
+    Raises:
+        ValidationError: ``bad-vrf-key`` for an unusable key, ``bad-vrf-proof`` for a proof that
+            does not decode or does not verify.
+    """
+    y = _decode_key(public_key)
+    gamma, c, s = _decode_proof(pi)
+    h = _ENCODE_TO_CURVE[suite](y, alpha)
+    u = _sub(_mul_base(s), _mul(c, y))
+    v = _sub(_mul(s, h), _mul(c, gamma))
+    if _challenge(suite, y, h, gamma, u, v) != c:
+        raise ValidationError(BAD_PROOF, "challenge mismatch")
+    return _gamma_to_hash(suite, gamma)
+
+
+def is_valid(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> bool:
+    """Return True iff ``verify`` would accept (key and proof)."""
+    try:
+        verify(public_key, pi, alpha, suite=suite)
+    except ValidationError:
+        return False
+    return True
