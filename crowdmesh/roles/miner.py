@@ -1,0 +1,118 @@
+"""The miner role: a pure state machine deciding when and on which parent to mine.
+
+Invariants:
+- The miner wants to mine iff blocks were requested (``generate``), or the mode is
+  ``continuous``, or the mode is ``on-demand`` and the mempool is non-empty (geth --dev).
+- While it wants to mine, it mines on the current head: a new head restarts the search
+  (``MineOn``); when it stops wanting, it emits ``StopMining`` exactly once.
+- ``generate_left`` never goes below 0 and falls by one per block we mined.
+- Handlers are sync, take ``(state, event, ctx)`` and return ``(new_state, effects)``; the state
+  is immutable, so a handler that raises leaves the node's state unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from crowdmesh.roles.effects import Effect, MineOn, StopMining
+from crowdmesh.roles.events import (
+    BlockMined,
+    Event,
+    GenerateRequested,
+    HeadChanged,
+    MempoolChanged,
+    MiningMode,
+    MiningModeSet,
+)
+
+__all__ = [
+    "MinerState",
+    "RoleContext",
+    "handle_block_mined",
+    "handle_generate_requested",
+    "handle_head_changed",
+    "handle_mempool_changed",
+    "handle_mining_mode_set",
+    "wants_to_mine",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RoleContext:
+    """What every handler may read besides its state: the time (unix seconds)."""
+
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinerState:
+    """The miner's view: mode, outstanding generate requests, head, mempool size."""
+
+    head: bytes
+    height: int
+    mode: MiningMode = "off"
+    generate_left: int = 0
+    mempool_size: int = 0
+    mining_on: bytes | None = None
+
+
+Result = tuple[MinerState, list[Effect]]
+_E = TypeVar("_E", bound=Event)
+
+# Whether each mode wants to mine, given "the mempool is non-empty".
+_MODE_WANTS: dict[str, tuple[bool, bool]] = {
+    "off": (False, False),
+    "continuous": (True, True),
+    "on-demand": (False, True),
+}
+
+
+def wants_to_mine(state: MinerState) -> bool:
+    """True iff the miner should be searching for a block now."""
+    return state.generate_left > 0 or _MODE_WANTS[state.mode][state.mempool_size > 0]
+
+
+def _reconcile(state: MinerState) -> Result:
+    if wants_to_mine(state):
+        if state.mining_on == state.head:
+            return state, []
+        return replace(state, mining_on=state.head), [MineOn(state.head, state.height + 1)]
+    if state.mining_on is not None:
+        return replace(state, mining_on=None), [StopMining()]
+    return state, []
+
+
+def _expect(event: Event, cls: type[_E]) -> _E:
+    assert isinstance(event, cls), f"dispatch routed {type(event).__name__} to {cls.__name__}"
+    return event
+
+
+def handle_head_changed(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """A new tip: mine on it if mining."""
+    ev = _expect(event, HeadChanged)
+    return _reconcile(replace(state, head=ev.head, height=ev.height))
+
+
+def handle_mempool_changed(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """The mempool size matters in on-demand mode."""
+    ev = _expect(event, MempoolChanged)
+    return _reconcile(replace(state, mempool_size=ev.size))
+
+
+def handle_mining_mode_set(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """Switch mode; start or stop accordingly."""
+    ev = _expect(event, MiningModeSet)
+    return _reconcile(replace(state, mode=ev.mode))
+
+
+def handle_generate_requested(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """Add ``count`` blocks to mine regardless of mode."""
+    ev = _expect(event, GenerateRequested)
+    return _reconcile(replace(state, generate_left=state.generate_left + ev.count))
+
+
+def handle_block_mined(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """One of ours was accepted: one fewer to generate."""
+    _expect(event, BlockMined)
+    return _reconcile(replace(state, generate_left=max(0, state.generate_left - 1)))

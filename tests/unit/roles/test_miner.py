@@ -1,0 +1,120 @@
+"""The miner role and the dispatch table: table-driven cases plus a hypothesis invariant."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crowdmesh.errors import ProtocolViolation
+from crowdmesh.p2p.messages import MESSAGE_TYPES
+from crowdmesh.roles import (
+    DISPATCH,
+    EVENT_TYPES,
+    BlockMined,
+    GenerateRequested,
+    HeadChanged,
+    MempoolChanged,
+    MineOn,
+    MinerState,
+    MiningModeSet,
+    Role,
+    RoleContext,
+    StopMining,
+    dispatch,
+    wants_to_mine,
+)
+from crowdmesh.roles.events import Event
+
+H0, H1 = b"\x00" * 32, b"\x01" * 32
+CTX = RoleContext(now=1_700_000_000)
+MINER = frozenset({Role.MINER})
+
+
+def run(state: MinerState, *events: Event) -> tuple[MinerState, list]:
+    states = {Role.MINER: state}
+    out: list = []
+    for ev in events:
+        states, effects = dispatch(MINER, states, ev, CTX)
+        out.extend(effects)
+    return states[Role.MINER], out
+
+
+@pytest.mark.parametrize(
+    ("mode", "mempool", "generate", "want"),
+    [
+        ("off", 0, 0, False), ("off", 5, 0, False), ("off", 0, 2, True),
+        ("continuous", 0, 0, True), ("on-demand", 0, 0, False), ("on-demand", 1, 0, True),
+    ],
+)
+def test_wants_to_mine_table(mode, mempool, generate, want) -> None:
+    assert wants_to_mine(MinerState(H0, 0, mode, generate, mempool)) is want
+
+
+def test_on_demand_mines_only_while_mempool_non_empty() -> None:
+    state, effects = run(MinerState(H0, 0), MiningModeSet("on-demand"))
+    assert effects == []
+    state, effects = run(state, MempoolChanged(3))
+    assert effects == [MineOn(H0, 1)]
+    state, effects = run(state, HeadChanged(H1, 1))
+    assert effects == [MineOn(H1, 2)]
+    state, effects = run(state, MempoolChanged(0))
+    assert effects == [StopMining()] and state.mining_on is None
+    state, effects = run(state, MempoolChanged(0))
+    assert effects == []
+
+
+def test_generate_counts_down_then_stops() -> None:
+    state, effects = run(MinerState(H0, 0), GenerateRequested(2))
+    assert effects == [MineOn(H0, 1)]
+    state, effects = run(state, HeadChanged(H1, 1), BlockMined(H1, 1))
+    assert effects == [MineOn(H1, 2)] and state.generate_left == 1
+    state, effects = run(state, HeadChanged(H0, 2), BlockMined(H0, 2))
+    assert effects == [MineOn(H0, 3), StopMining()] and state.generate_left == 0
+
+
+def test_block_mined_never_goes_negative() -> None:
+    state, _ = run(MinerState(H0, 0, "continuous"), BlockMined(H1, 1))
+    assert state.generate_left == 0
+
+
+def test_dispatch_rejects_unknown_and_wrong_role() -> None:
+    class Unknown(Event):
+        TYPE = "unknown-event"
+
+    with pytest.raises(ProtocolViolation) as info:
+        dispatch(MINER, {Role.MINER: MinerState(H0, 0)}, Unknown(), CTX)
+    assert info.value.code == "no-handler"
+    with pytest.raises(ProtocolViolation) as info:
+        dispatch(frozenset({Role.WORKER}), {}, MempoolChanged(1), CTX)
+    assert info.value.code == "wrong-role"
+
+
+def test_table_covers_every_event_and_tags_do_not_collide_with_wire_messages() -> None:
+    assert set(EVENT_TYPES) <= set(DISPATCH)
+    assert not set(EVENT_TYPES) & set(MESSAGE_TYPES)
+
+
+EVENTS = st.one_of(
+    st.builds(HeadChanged, st.sampled_from([H0, H1, b"\x02" * 32]), st.integers(0, 100)),
+    st.builds(MempoolChanged, st.integers(0, 5)),
+    st.builds(MiningModeSet, st.sampled_from(["off", "continuous", "on-demand"])),
+    st.builds(GenerateRequested, st.integers(0, 3)),
+    st.builds(BlockMined, st.just(H1), st.integers(0, 100)),
+)
+
+
+@given(st.lists(EVENTS, max_size=40))
+def test_invariant_mining_on_head_iff_wanted(events) -> None:
+    """After any event sequence: mining exactly when wanted, always on the current head, and
+    the effects replayed give the same mining target."""
+    state, effects = run(MinerState(H0, 0), *events)
+    assert state.generate_left >= 0
+    if wants_to_mine(state):
+        assert state.mining_on == state.head
+    else:
+        assert state.mining_on is None
+    last = None
+    for eff in effects:
+        last = eff.parent if isinstance(eff, MineOn) else None
+    assert last == state.mining_on
