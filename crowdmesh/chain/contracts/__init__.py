@@ -1,3 +1,27 @@
-"""crowdmesh.chain.contracts."""
+"""Native contracts: pure functions ``(state, tx, ctx) -> events``, one per transaction kind.
 
-__all__: list[str] = []
+``CONTRACTS`` is the one registry of transaction kinds; a kind not in it is rejected with
+``bad-tx-kind``. Later contracts (crowdsfl, spatial, rewards) add one line each here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from crowdmesh.chain.contracts.base import Contract, Event, TxContext, decode_payload
+from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
+from crowdmesh.chain.contracts.transfer import apply_transfer, transfer_payload
+
+__all__ = [
+    "CONTRACTS",
+    "TRANSFER",
+    "Contract",
+    "Event",
+    "TxContext",
+    "decode_payload",
+    "transfer_payload",
+]
+
+CONTRACTS: Mapping[str, Contract] = {
+    TRANSFER: apply_transfer,
+}

@@ -1,0 +1,136 @@
+"""Storage layout: key builders and the records the chain keeps besides blocks.
+
+Invariants:
+- Keys: ``b‖hash`` block bytes, ``i‖hash`` :class:`IndexEntry`, ``h‖height(8 BE)`` main-chain
+  hash, ``u‖hash`` :class:`Undo`, ``s‖state-key`` state value, ``t‖txid`` tx location,
+  ``m‖name`` metadata (``head``, ``acc``, ``genesis``).
+- An index entry exists for every stored block; ``status`` only moves HEADER_VALID → VALID or
+  → INVALID (VALID → INVALID never happens: a connected block stays valid).
+- ``Undo`` of block B holds the state accumulator before B and the previous value of every
+  state key B changed; applying it restores the parent's state exactly.
+- Internal records are canonical msgpack too (``None`` encodes a missing value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from crowdmesh.chain.codec import Address, BlockHash, expect_array, pack, unpack
+from crowdmesh.chain.rules import HeaderInfo
+
+__all__ = [
+    "META_ACC",
+    "META_GENESIS",
+    "META_HEAD",
+    "P_BLOCK",
+    "P_HEIGHT",
+    "P_INDEX",
+    "P_META",
+    "P_STATE",
+    "P_TX",
+    "P_UNDO",
+    "BlockStatus",
+    "IndexEntry",
+    "TxLocation",
+    "Undo",
+    "height_key",
+]
+
+P_BLOCK, P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, P_META = (
+    b"b", b"i", b"h", b"u", b"s", b"t", b"m")
+META_HEAD = P_META + b"head"
+META_ACC = P_META + b"acc"
+META_GENESIS = P_META + b"genesis"
+_RECORD_CAP = 1 << 30
+
+
+def height_key(height: int) -> bytes:
+    """Main-chain index key of ``height``."""
+    return P_HEIGHT + height.to_bytes(8, "big")
+
+
+class BlockStatus(IntEnum):
+    """How far a stored block has been validated."""
+
+    HEADER_VALID = 1  # header and stateless body checks passed; never connected
+    VALID = 2  # connected to the main chain at least once
+    INVALID = 3  # failed a rule, or descends from a block that did
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """In-memory and stored facts about one known block."""
+
+    info: HeaderInfo
+    work: int  # cumulative chain work up to and including this block
+    status: BlockStatus
+    seq: int  # arrival order; breaks ties between equal-work tips (first seen wins)
+
+    @property
+    def hash(self) -> BlockHash:
+        """The block hash."""
+        return self.info.hash
+
+    def encode(self) -> bytes:
+        """Stored form."""
+        i = self.info
+        return pack([i.height, i.parent, i.timestamp, i.target.to_bytes(32, "big"), i.miner,
+                     self.work.to_bytes(48, "big"), int(self.status), self.seq])
+
+    @classmethod
+    def decode(cls, block_hash: bytes, data: bytes) -> IndexEntry:
+        """Parse a stored entry."""
+        h, parent, ts, target, miner, work, status, seq = expect_array(
+            unpack(data, 512), 8, "index")
+        info = HeaderInfo(BlockHash(block_hash), h, BlockHash(parent), ts,
+                          int.from_bytes(target, "big"), Address(miner))
+        return cls(info, int.from_bytes(work, "big"), BlockStatus(status), seq)
+
+    def with_status(self, status: BlockStatus) -> IndexEntry:
+        """A copy with ``status``."""
+        return IndexEntry(self.info, self.work, status, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    """What disconnecting a block must restore."""
+
+    prev_acc: int
+    previous: tuple[tuple[bytes, bytes | None], ...]  # sorted by state key
+
+    def encode(self) -> bytes:
+        """Stored form."""
+        return pack([self.prev_acc.to_bytes(384, "big"), [list(p) for p in self.previous]])
+
+    @classmethod
+    def decode(cls, data: bytes) -> Undo:
+        """Parse a stored undo record."""
+        acc, items = expect_array(unpack(data, _RECORD_CAP), 2, "undo")
+        return cls(int.from_bytes(acc, "big"), tuple((k, v) for k, v in items))
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    """Where a main-chain transaction is."""
+
+    block_hash: BlockHash
+    index: int
+
+    def encode(self) -> bytes:
+        """Stored form."""
+        return pack([self.block_hash, self.index])
+
+    @classmethod
+    def decode(cls, data: bytes) -> TxLocation:
+        """Parse a stored location."""
+        h, i = expect_array(unpack(data, 128), 2, "txloc")
+        return cls(BlockHash(h), i)
+
+
+def decode_any(data: bytes) -> Any:
+    """Unpack an internal record without a schema (used by ``check_db``)."""
+    return unpack(data, _RECORD_CAP)
+
+

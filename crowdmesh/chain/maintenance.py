@@ -1,0 +1,124 @@
+"""``check_db`` (verify a store) and ``reindex`` (rebuild it from its blocks).
+
+Invariants:
+- ``check_db`` only reads. It returns a list of problems; an empty list means: the head, the
+  main-chain height index and the block index agree; every main block decodes, links to its
+  parent, has an undo record and indexed transactions; and the stored state hashes (MuHash) to
+  the head accumulator and to the head header's state root.
+- ``reindex`` keeps the stored blocks, deletes everything derived from them (state, indexes,
+  undo, head) and re-imports the blocks in height order, so fork choice and full validation run
+  again. It is safe to rerun after a crash part-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from crowdmesh.chain.block import Block
+from crowdmesh.chain.chain import Chain
+from crowdmesh.chain.contracts import CONTRACTS, Contract
+from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.layout import (
+    META_ACC,
+    META_GENESIS,
+    META_HEAD,
+    P_BLOCK,
+    P_HEIGHT,
+    P_INDEX,
+    P_STATE,
+    P_TX,
+    P_UNDO,
+    BlockStatus,
+    IndexEntry,
+    TxLocation,
+    height_key,
+)
+from crowdmesh.chain.state import muhash_of, state_root
+from crowdmesh.chain.store import Store
+from crowdmesh.errors import CrowdmeshError, ValidationError
+
+__all__ = ["check_db", "reindex"]
+
+
+def check_db(store: Store, genesis: Genesis) -> list[str]:
+    """Verify ``store`` against ``genesis``; return the problems found (empty = healthy)."""
+    problems: list[str] = []
+    if store.get(META_GENESIS) != genesis.header().hash:
+        return ["genesis hash missing or different"]
+    head, acc = store.get(META_HEAD), store.get(META_ACC)
+    if head is None or acc is None:
+        return ["head pointer or accumulator missing"]
+    index = {k[1:]: IndexEntry.decode(k[1:], v) for k, v in store.iterate(P_INDEX)}
+    if head not in index:
+        return ["head block not in the block index"]
+    height = index[head].info.height
+    problems += _check_main_chain(store, index, head)
+    heights = sum(1 for _ in store.iterate(P_HEIGHT))
+    if heights != height + 1:
+        problems.append(f"{heights} height entries for a chain of height {height}")
+    items = [(k[1:], v) for k, v in store.iterate(P_STATE)]
+    stored_acc = int.from_bytes(acc, "big")
+    if muhash_of(items) != stored_acc:
+        problems.append("state does not hash to the stored accumulator")
+    raw_head = store.get(P_BLOCK + head)
+    if raw_head is not None and Block.decode(raw_head).header.state_root != state_root(
+            stored_acc):
+        problems.append("head state root does not match the accumulator")
+    return problems
+
+
+def _check_main_chain(store: Store, index: Mapping[bytes, IndexEntry], head: bytes) -> list[str]:
+    """Walk from the head to genesis checking links, heights, undo and tx index rows."""
+    problems: list[str] = []
+    h: bytes = head
+    tx_rows = 0
+    while True:
+        entry = index.get(h)
+        raw = store.get(P_BLOCK + h)
+        if entry is None or raw is None:
+            return [*problems, f"block {h.hex()} missing"]
+        try:
+            block = Block.decode(raw)
+        except CrowdmeshError as exc:
+            return [*problems, f"block {h.hex()} does not decode: {exc.code}"]
+        height = entry.info.height
+        if block.hash != h or block.height != height or entry.status != BlockStatus.VALID:
+            problems.append(f"block {h.hex()} index entry disagrees")
+        if store.get(height_key(height)) != h:
+            problems.append(f"height {height} does not point to the main chain")
+        for i, tx in enumerate(block.txs):
+            loc = store.get(P_TX + tx.txid)
+            if loc is None or TxLocation.decode(loc) != TxLocation(block.hash, i):
+                problems.append(f"tx {tx.txid.hex()} not indexed")
+        tx_rows += len(block.txs)
+        if height == 0:
+            break
+        if store.get(P_UNDO + h) is None:
+            problems.append(f"undo record of {h.hex()} missing")
+        h = block.header.parent
+    if sum(1 for _ in store.iterate(P_TX)) != tx_rows:
+        problems.append("transaction index has rows for blocks off the main chain")
+    return problems
+
+
+def reindex(store: Store, genesis: Genesis, now: int,
+            contracts: Mapping[str, Contract] = CONTRACTS) -> Chain:
+    """Rebuild state and indexes from the stored blocks; return the reopened chain.
+
+    Blocks that fail validation on the way are dropped. ``now`` bounds timestamps as usual.
+    """
+    blocks = sorted((Block.decode(v) for _, v in store.iterate(P_BLOCK)),
+                    key=lambda b: b.height)
+    wipe: dict[bytes, bytes | None] = {}
+    for prefix in (P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, META_HEAD, META_ACC, META_GENESIS):
+        wipe.update((k, None) for k, _ in store.iterate(prefix))
+    store.write_batch(wipe)
+    chain = Chain.open(store, genesis, contracts)
+    for block in blocks:
+        if block.height == 0:
+            continue
+        try:
+            chain.import_block(block, now)
+        except ValidationError:
+            continue
+    return chain

@@ -1,0 +1,177 @@
+"""The transaction pool: valid-against-head transactions waiting for a block.
+
+Invariants:
+- Every pooled transaction passed ``check_tx`` and applied (dry run) on the head state after the
+  same sender's lower-nonce pooled transactions.
+- Per sender the pooled nonces are contiguous from the head nonce (no gaps), so any prefix in
+  nonce order can go into a block.
+- The pool is bounded in count, bytes and per-sender depth. When full, a new transaction may
+  evict the lowest-fee transaction that is last in its sender's queue, if it pays more.
+- ``select`` orders by fee (highest first) while keeping each sender's nonce order; ties break
+  by txid, so the order is deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from crowdmesh.chain.chain import Chain, ImportResult
+from crowdmesh.chain.codec import Address, TxId
+from crowdmesh.chain.contracts import TxContext
+from crowdmesh.chain.rules import apply_tx, check_tx
+from crowdmesh.chain.state import State
+from crowdmesh.chain.tx import Transaction
+from crowdmesh.errors import ValidationError
+
+__all__ = ["Mempool"]
+
+
+class Mempool:
+    """Pending transactions against ``chain``'s head."""
+
+    def __init__(self, chain: Chain, max_txs: int = 5000, max_bytes: int = 16 * 1024 * 1024,
+                 max_per_sender: int = 64) -> None:
+        self.chain = chain
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.max_per_sender = max_per_sender
+        self._by_id: dict[TxId, Transaction] = {}
+        self._by_sender: dict[Address, list[Transaction]] = {}  # nonce order, contiguous
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, txid: object) -> bool:
+        return txid in self._by_id
+
+    @property
+    def size_bytes(self) -> int:
+        """Encoded bytes of all pooled transactions."""
+        return self._bytes
+
+    def get(self, txid: bytes) -> Transaction | None:
+        """A pooled transaction by id."""
+        return self._by_id.get(TxId(txid))
+
+    def transactions(self) -> list[Transaction]:
+        """All pooled transactions (sender order, then nonce order)."""
+        return [tx for q in self._by_sender.values() for tx in q]
+
+    def add(self, tx: Transaction) -> None:
+        """Validate ``tx`` against the head and pool it.
+
+        Raises:
+            ValidationError: ``mempool-duplicate``, ``bad-tx-chain-id``, ``bad-tx-kind``,
+                ``bad-tx-fee``, ``bad-tx-sig``, ``bad-tx-nonce`` (already used),
+                ``mempool-nonce-gap``, ``mempool-conflict`` (same nonce, fee not higher),
+                ``mempool-sender-full``, ``mempool-full``, or the contract's code
+                (e.g. ``bad-tx-overspend``) from the dry run.
+        """
+        self._admit(tx, verify_sig=True)
+
+    def _admit(self, tx: Transaction, verify_sig: bool) -> None:
+        if tx.txid in self._by_id:
+            raise ValidationError("mempool-duplicate")
+        check_tx(tx, self.chain.genesis, self.chain.contracts, verify_sig)
+        queue = self._by_sender.get(tx.sender, [])
+        replaced = self._check_nonce(tx, queue)
+        self._dry_run(tx, queue)
+        if replaced is None:
+            self._make_room(tx)
+        else:
+            self._drop(replaced)
+        self._insert(tx)
+
+    def _check_nonce(self, tx: Transaction, queue: list[Transaction]) -> Transaction | None:
+        """Return the transaction ``tx`` replaces, if any; raise if its nonce is unusable."""
+        base = self.chain.nonce(tx.sender)
+        if tx.nonce < base:
+            raise ValidationError("bad-tx-nonce", f"head nonce is {base}")
+        if tx.nonce < base + len(queue):
+            old = queue[tx.nonce - base]
+            if tx.fee <= old.fee:
+                raise ValidationError("mempool-conflict", "replacement must pay a higher fee")
+            return old
+        if tx.nonce > base + len(queue):
+            raise ValidationError("mempool-nonce-gap")
+        if len(queue) >= self.max_per_sender:
+            raise ValidationError("mempool-sender-full")
+        return None
+
+    def _dry_run(self, tx: Transaction, queue: list[Transaction]) -> None:
+        """Apply the sender's earlier pooled txs and then ``tx`` to a scratch head state."""
+        chain = self.chain
+        state = State(chain.state_get)
+        height, ts = chain.height + 1, chain.head.timestamp
+        for t in [q for q in queue if q.nonce < tx.nonce] + [tx]:
+            ctx = TxContext(chain.genesis.chain_id, height, ts, chain.head_hash, t.txid)
+            apply_tx(state, t, ctx, chain.contracts)
+
+    def _make_room(self, tx: Transaction) -> None:
+        """Evict cheaper queue tails until ``tx`` fits, or raise ``mempool-full``."""
+        while (len(self._by_id) + 1 > self.max_txs
+               or self._bytes + len(tx.encoded) > self.max_bytes):
+            tails = [q[-1] for s, q in self._by_sender.items() if s != tx.sender]
+            victim = min(tails, key=lambda t: (t.fee, t.txid), default=None)
+            if victim is None or victim.fee >= tx.fee:
+                raise ValidationError("mempool-full")
+            self._drop(victim)
+
+    def _insert(self, tx: Transaction) -> None:
+        queue = self._by_sender.setdefault(tx.sender, [])
+        queue.append(tx)
+        queue.sort(key=lambda t: t.nonce)
+        self._by_id[tx.txid] = tx
+        self._bytes += len(tx.encoded)
+
+    def _drop(self, tx: Transaction) -> None:
+        """Remove one transaction (callers keep the queue contiguous)."""
+        del self._by_id[tx.txid]
+        self._bytes -= len(tx.encoded)
+        queue = self._by_sender[tx.sender]
+        queue.remove(tx)
+        if not queue:
+            del self._by_sender[tx.sender]
+
+    def remove(self, txids: Iterable[bytes]) -> None:
+        """Drop ``txids`` and every later-nonce transaction of the same senders."""
+        for txid in txids:
+            tx = self._by_id.get(TxId(txid))
+            if tx is None:
+                continue
+            for later in [t for t in self._by_sender[tx.sender] if t.nonce >= tx.nonce]:
+                self._drop(later)
+
+    def select(self, max_txs: int | None = None) -> list[Transaction]:
+        """Up to ``max_txs`` transactions, highest fee first, each sender in nonce order."""
+        limit = len(self._by_id) if max_txs is None else max_txs
+        heap = [(-q[0].fee, q[0].txid, s, 0) for s, q in self._by_sender.items()]
+        heapq.heapify(heap)
+        out: list[Transaction] = []
+        while heap and len(out) < limit:
+            _, _, sender, i = heapq.heappop(heap)
+            queue = self._by_sender[sender]
+            out.append(queue[i])
+            if i + 1 < len(queue):
+                nxt = queue[i + 1]
+                heapq.heappush(heap, (-nxt.fee, nxt.txid, sender, i + 1))
+        return out
+
+    def update(self, result: ImportResult) -> None:
+        """Follow a head change: drop confirmed txs, re-pool returned ones, revalidate."""
+        if not result.connected and not result.disconnected:
+            return
+        pending = [tx for q in self._by_sender.values() for tx in q]
+        confirmed = {tx.txid for b in result.connected for tx in b.txs}
+        self._by_id.clear()
+        self._by_sender.clear()
+        self._bytes = 0
+        for tx in list(result.returned_txs) + sorted(pending, key=lambda t: t.nonce):
+            if tx.txid in confirmed or tx.txid in self._by_id:
+                continue
+            try:
+                self._admit(tx, verify_sig=False)  # verified on entry or in its block
+            except ValidationError:
+                continue  # no longer valid on the new head: dropped, as Bitcoin does
