@@ -100,12 +100,6 @@ def _sub(p: bytes, q: bytes) -> bytes:
     return bytes(_sodium.crypto_core_ed25519_sub(p, q))
 
 
-def _times_cofactor(point: bytes) -> bytes:
-    for _ in range(3):  # cofactor 8 = three doublings
-        point = bytes(_sodium.crypto_core_ed25519_add(point, point))
-    return point
-
-
 # -- keys -----------------------------------------------------------------------------------
 
 
@@ -129,9 +123,10 @@ def public_key(secret_key_seed: bytes) -> bytes:
 
 def _decode_key(public: bytes) -> bytes:
     """RFC 9381 §5.4.5 ECVRF_validate_key: decodable and not of small order."""
-    if len(public) != PUBLIC_KEY_SIZE or ed.decode(public) is None:
+    point = ed.decode(public)
+    if point is None:
         raise ValidationError(BAD_KEY, "public key does not decode to a curve point")
-    if _times_cofactor(public) == ed.IDENTITY:
+    if ed.is_identity(ed.clear_cofactor(point)):
         raise ValidationError(BAD_KEY, "public key has small order")
     return public
 
@@ -148,12 +143,12 @@ def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> bytes:
     """§5.4.1.1 try-and-increment; each try succeeds with probability ≈ 1/2."""
     prefix = bytes([Suite.TAI, 0x01]) + salt + alpha
     for ctr in range(256):
-        h = _sha512(prefix, bytes([ctr, 0x00]))[:_PT_LEN]
-        if ed.decode(h) is None:
+        point = ed.decode(_sha512(prefix, bytes([ctr, 0x00]))[:_PT_LEN])
+        if point is None:
             continue
-        point = _times_cofactor(h)
-        if point != ed.IDENTITY:
-            return point
+        point = ed.clear_cofactor(point)
+        if not ed.is_identity(point):
+            return ed.encode(point)
     # 256 consecutive failures happen with probability ≈ 2^-256.
     raise AssertionError("ECVRF try-and-increment exhausted its one-byte counter")
 
@@ -180,12 +175,12 @@ def _challenge(suite: Suite, *points: bytes) -> int:
     return int.from_bytes(digest[:_C_LEN], "little")
 
 
-def _decode_proof(pi: bytes) -> tuple[bytes, int, int]:
+def _decode_proof(pi: bytes) -> tuple[ed.Point, int, int]:
     """§5.4.4: split pi into (Gamma, c, s); Gamma must decode and s must be < q."""
     if len(pi) != PROOF_SIZE:
         raise ValidationError(BAD_PROOF, f"a proof is {PROOF_SIZE} bytes, got {len(pi)}")
-    gamma = pi[:_PT_LEN]
-    if ed.decode(gamma) is None:
+    gamma = ed.decode(pi[:_PT_LEN])
+    if gamma is None:
         raise ValidationError(BAD_PROOF, "Gamma does not decode to a curve point")
     c = int.from_bytes(pi[_PT_LEN : _PT_LEN + _C_LEN], "little")
     s = int.from_bytes(pi[_PT_LEN + _C_LEN :], "little")
@@ -194,9 +189,9 @@ def _decode_proof(pi: bytes) -> tuple[bytes, int, int]:
     return gamma, c, s
 
 
-def _gamma_to_hash(suite: Suite, gamma: bytes) -> bytes:
+def _gamma_to_hash(suite: Suite, gamma: ed.Point) -> bytes:
     """§5.2: beta = SHA-512(suite ‖ 0x03 ‖ cofactor·Gamma ‖ 0x00)."""
-    return _sha512(bytes([suite, 0x03]), _times_cofactor(gamma), b"\x00")
+    return _sha512(bytes([suite, 0x03]), ed.encode(ed.clear_cofactor(gamma)), b"\x00")
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -240,10 +235,11 @@ def verify(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.T
     """
     y = _decode_key(public_key)
     gamma, c, s = _decode_proof(pi)
+    gamma_string = pi[:_PT_LEN]
     h = _ENCODE_TO_CURVE[suite](y, alpha)
     u = _sub(_mul_base(s), _mul(c, y))
-    v = _sub(_mul(s, h), _mul(c, gamma))
-    if _challenge(suite, y, h, gamma, u, v) != c:
+    v = _sub(_mul(s, h), _mul(c, gamma_string))
+    if _challenge(suite, y, h, gamma_string, u, v) != c:
         raise ValidationError(BAD_PROOF, "challenge mismatch")
     return _gamma_to_hash(suite, gamma)
 
