@@ -6,11 +6,12 @@ Invariants:
 - Skew is measured by :func:`label_skew`: the mean over workers of the total-variation distance
   between the worker's label distribution and the whole set's (0 = every worker mirrors the
   global mix; the maximum depends on the class balance).
-- ``label_skew_partition(y, k, s, gen)``: a share ``s`` of the rows is sorted by label and dealt
-  out in k contiguous shards (McMahan et al.'s pathological non-IID split), the rest is dealt
-  IID, and worker j gets shard j plus an equal IID slice. So the expected skew is
-  ``s × label_skew(sorted shards)``; :func:`expected_skew` computes that claim and the tests
-  check the realised split against it.
+- ``label_skew_partition(y, k, s, gen)``: a share ``s`` of every class's rows (chosen at
+  random) is sorted by label and dealt out in k contiguous shards (McMahan et al.'s
+  pathological non-IID split); the rest is dealt stratified (each worker gets the global label
+  mix), and worker j gets shard j plus one stratified slice. So the realised skew is
+  ``s × label_skew(sorted shards)`` up to rounding of a few rows; :func:`expected_skew`
+  computes that claim and the tests check the realised split against it.
 """
 
 from __future__ import annotations
@@ -41,25 +42,41 @@ def iid_partition(n: int, k: int, gen: np.random.Generator) -> tuple[Indices, ..
     return _deal(gen.permutation(n).astype(np.int64), k)
 
 
-def _sorted_by_label(y: NDArray[np.integer], idx: Indices, gen: np.random.Generator) -> Indices:
-    shuffled = gen.permutation(idx)
-    return shuffled[np.argsort(y[shuffled], kind="stable")].astype(np.int64)
+def _split_per_class(
+    y: NDArray[np.integer], share: float, gen: np.random.Generator
+) -> tuple[Indices, Indices]:
+    """Per class, a random ``share`` of its rows (label-sorted) and the rest (shuffled)."""
+    taken: list[Indices] = []
+    rest: list[Indices] = []
+    for c in np.unique(y):
+        rows = gen.permutation(np.flatnonzero(y == c)).astype(np.int64)
+        cut = round(share * len(rows))
+        taken.append(rows[:cut])
+        rest.append(rows[cut:])
+    return np.concatenate(taken), np.concatenate(rest)
+
+
+def _stratified_deal(y: NDArray[np.integer], rows: Indices, k: int) -> tuple[Indices, ...]:
+    """Round-robin over label-sorted rows: every part gets each class's share ±1 row."""
+    ordered = rows[np.argsort(y[rows], kind="stable")]
+    parts = [ordered[j::k] for j in range(k)]
+    return tuple(np.asarray(p, dtype=np.int64) for p in parts)
 
 
 def label_skew_partition(
     y: NDArray[np.integer], k: int, skew: float, gen: np.random.Generator
 ) -> tuple[Indices, ...]:
     """Deal rows so that a share ``skew`` ∈ [0, 1] of each worker's rows is label-sorted shards."""
-    n = len(y)
-    _check(n, k)
+    labels = np.asarray(y)
+    _check(len(labels), k)
     if not 0.0 <= skew <= 1.0:
         raise UsageError("bad-partition", f"skew must be in [0, 1], got {skew}")
-    order = gen.permutation(n).astype(np.int64)
-    n_sorted = round(skew * n)
-    shards = _deal(_sorted_by_label(y, order[:n_sorted], gen), k)
-    mixed = _deal(order[n_sorted:], k)
-    # Pair the largest shard with the smallest IID slice so sizes stay within one row.
-    mixed = mixed[::-1] if len(shards[0]) > len(shards[-1]) else mixed
+    sorted_rows, mixed_rows = _split_per_class(labels, skew, gen)
+    shards = _deal(sorted_rows, k)  # already grouped by class: contiguous shards
+    mixed = _stratified_deal(labels, mixed_rows, k)
+    # Both lists put their larger parts first; pairing them in reverse keeps sizes within one.
+    if len(shards[0]) > len(shards[-1]):
+        mixed = mixed[::-1]
     return tuple(np.sort(np.concatenate([s, m])) for s, m in zip(shards, mixed, strict=True))
 
 
