@@ -1,5 +1,6 @@
 """crowdmesh.crypto: the pure cryptographic core (no I/O, randomness injected as ``rng``)."""
 
+from crowdmesh.crypto import ecvrf
 from crowdmesh.crypto.groups import (
     DEFAULT,
     FFDHE2048,
@@ -11,6 +12,14 @@ from crowdmesh.crypto.groups import (
     get_profile,
     is_element,
     validate_element,
+)
+from crowdmesh.crypto.identity import (
+    AccountKey,
+    KeyFileInfo,
+    decode_account_key,
+    encode_account_key,
+    inspect_account_key,
+    verify_signature,
 )
 from crowdmesh.crypto.proofs import (
     DleqProof,
@@ -30,12 +39,18 @@ __all__ = [
     "FFDHE3072",
     "PAPER",
     "PROFILES",
+    "AccountKey",
     "DleqProof",
     "Group",
+    "KeyFileInfo",
     "Profile",
     "ReencryptionStatement",
     "SchnorrProof",
+    "decode_account_key",
+    "ecvrf",
+    "encode_account_key",
     "get_profile",
+    "inspect_account_key",
     "is_element",
     "is_valid_key_pok",
     "is_valid_reencryption",
@@ -44,4 +59,5 @@ __all__ = [
     "validate_element",
     "verify_key_pok",
     "verify_reencryption",
+    "verify_signature",
 ]
