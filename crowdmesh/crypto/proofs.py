@@ -267,9 +267,11 @@ def _check_shape(group: Group, st: ReencryptionStatement, proof: DleqProof) -> N
 def verify_reencryption(gp: GroupOrProfile, st: ReencryptionStatement, proof: DleqProof) -> None:
     """Check a batched ReEnc proof; raises ``ValidationError('bad-dleq')``.
 
-    Squaring C and D maps them into the prime-order subgroup, so a tampered chunk (including a
-    sign flip, which would leave the plaintext outside the subgroup) fails except with
-    probability about 2^-128. ``st.h_csp`` must be the registered (PoK-checked) CSP key.
+    C and D are squared, which maps them into the prime-order subgroup without a per-element
+    membership test: a valid proof shows c2_out_i = ±c2_i / c1_i^x for every i, except with
+    probability about 2^-128. A sign flip turns the plaintext into a non-residue, which
+    decoding rejects (``bad-group-element``). ``st.h_csp`` must be the registered
+    (PoK-checked) CSP key.
     """
     group = _group(gp)
     _check_shape(group, st, proof)
