@@ -52,12 +52,13 @@ TAI_VECTORS = [
     ),
 ]
 
-# RFC 9381 Appendix B.4, Examples 19-21 (ECVRF-EDWARDS25519-SHA512-ELL2): (SK, PK, alpha, pi, beta)
+# RFC 9381 Appendix B.4, Examples 19-21 (ECVRF-EDWARDS25519-SHA512-ELL2): same six fields.
 ELL2_VECTORS = [
     (
         TAI_VECTORS[0][0],
         TAI_VECTORS[0][1],
         "",
+        "b8066ebbb706c72b64390324e4a3276f129569eab100c26b9f05011200c1bad9",
         "7d9c633ffeee27349264cf5c667579fc583b4bda63ab71d001f89c10003ab46f"
         "14adf9a3cd8b8412d9038531e865c341cafa73589b023d14311c331a9ad15ff2"
         "fb37831e00f0acaa6d73bc9997b06501",
@@ -68,6 +69,7 @@ ELL2_VECTORS = [
         TAI_VECTORS[1][0],
         TAI_VECTORS[1][1],
         "72",
+        "76ac3ccb86158a9104dff819b1ca293426d305fd76b39b13c9356d9b58c08e57",
         "47b327393ff2dd81336f8a2ef10339112401253b3c714eeda879f12c509072ef"
         "055b48372bb82efbdce8e10c8cb9a2f9d60e93908f93df1623ad78a86a028d6b"
         "c064dbfc75a6a57379ef855dc6733801",
@@ -78,6 +80,7 @@ ELL2_VECTORS = [
         TAI_VECTORS[2][0],
         TAI_VECTORS[2][1],
         "af82",
+        "13d2a8b5ca32db7e98094a61f656a08c6c964344e058879a386a947a4e189ed1",
         "926e895d308f5e328e7aa159c06eddbe56d06846abf5d98c2512235eaa57fdce"
         "35b46edfc655bc828d44ad09d1150f31374e7ef73027e14760d42e77341fe054"
         "67bb286cc2c9d7fde29120a0b2320d04",
@@ -131,8 +134,12 @@ H2C_VECTORS = [
     ),
 ]
 
-ALL_VECTORS = [(Suite.TAI, sk, pk, a, pi, beta) for sk, pk, a, _, pi, beta in TAI_VECTORS] + [
-    (Suite.ELL2, *v) for v in ELL2_VECTORS
+ALL_VECTORS = [(Suite.TAI, *v) for v in TAI_VECTORS] + [(Suite.ELL2, *v) for v in ELL2_VECTORS]
+# The secret scalars x the RFC lists for Examples 16-18 (and again for 19-21).
+SECRET_SCALARS = [
+    "307c83864f2833cb427a2ef1c00a013cfdff2768d980c0a3a520f006904de94f",
+    "68bd9ed75882d52815a97585caf4790a7f6c6b3b7f821c5e259a24b02e502e51",
+    "909a8b755ed902849023a55b15c23d11ba4d7f4ec5c2f51b1325a181991ea95c",
 ]
 SEED = bytes.fromhex(TAI_VECTORS[0][0])
 PK = bytes.fromhex(TAI_VECTORS[0][1])
@@ -149,8 +156,8 @@ def _bad(code, fn, *args, **kwargs):
     assert info.value.code == code
 
 
-@pytest.mark.parametrize(("suite", "sk", "pk", "alpha", "pi", "beta"), ALL_VECTORS)
-def test_rfc9381_vectors(suite, sk, pk, alpha, pi, beta):
+@pytest.mark.parametrize(("suite", "sk", "pk", "alpha", "h", "pi", "beta"), ALL_VECTORS)
+def test_rfc9381_vectors(suite, sk, pk, alpha, h, pi, beta):
     assert ecvrf.public_key(_b(sk)) == _b(pk)
     assert ecvrf.prove(_b(sk), _b(alpha), suite=suite) == _b(pi)
     assert ecvrf.proof_to_hash(_b(pi), suite=suite) == _b(beta)
@@ -158,9 +165,14 @@ def test_rfc9381_vectors(suite, sk, pk, alpha, pi, beta):
     assert ecvrf.is_valid(_b(pk), _b(pi), _b(alpha), suite=suite)
 
 
-@pytest.mark.parametrize(("sk", "pk", "alpha", "h", "pi", "beta"), TAI_VECTORS)
-def test_rfc9381_tai_hash_to_curve_intermediate(sk, pk, alpha, h, pi, beta):
-    assert ecvrf._encode_to_curve_tai(_b(pk), _b(alpha)) == _b(h)
+@pytest.mark.parametrize(("suite", "sk", "pk", "alpha", "h", "pi", "beta"), ALL_VECTORS)
+def test_rfc9381_intermediate_h(suite, sk, pk, alpha, h, pi, beta):
+    assert ecvrf._ENCODE_TO_CURVE[suite](_b(pk), _b(alpha)) == _b(h)
+
+
+@pytest.mark.parametrize(("vector", "x"), list(zip(TAI_VECTORS, SECRET_SCALARS, strict=True)))
+def test_rfc9381_secret_scalar(vector, x):
+    assert ecvrf._expand_seed(_b(vector[0]))[0] == int.from_bytes(_b(x), "little")
 
 
 @pytest.mark.parametrize(("msg", "u0", "qx", "qy", "px", "py"), H2C_VECTORS)
