@@ -12,9 +12,9 @@ drops (and counts) when a slow client's queue is full.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
-__all__ = ["EventSink", "JsonObj", "MiningMode", "NodeControl", "Topic"]
+__all__ = ["EventSink", "JsonObj", "MiningMode", "NodeControl", "PeerControl", "Topic"]
 
 JsonObj = dict[str, Any]
 Topic = Literal["heads", "txs", "logs"]
@@ -57,3 +57,17 @@ class NodeControl(Protocol):
     async def generate(self, n_blocks: int) -> list[str]: ...
 
     def request_stop(self) -> None: ...
+
+
+@runtime_checkable
+class PeerControl(Protocol):
+    """Optional extension: a node that also has these gets the ``connect``/``disconnect`` RPCs.
+
+    ``connect_peer`` dials a ``/ip4/…/tcp/…/p2p/<id>`` address once; ``disconnect_peer`` drops
+    the connections to a base58 peer id. The testnet harness uses them for split/join when the
+    node provides them and restarts the daemons with other bootstrap lists when it does not.
+    """
+
+    async def connect_peer(self, addr: str) -> JsonObj: ...
+
+    async def disconnect_peer(self, peer_id: str) -> JsonObj: ...

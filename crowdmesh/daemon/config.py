@@ -42,6 +42,7 @@ from crowdmesh.daemon.api import MiningMode
 from crowdmesh.errors import UsageError
 
 __all__ = [
+    "CHAIN_DB",
     "DEFAULT_LISTEN",
     "LOG_LEVELS",
     "MINING_MODES",
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT: Final = 7350
+CHAIN_DB: Final = "chain.sqlite"
 DEFAULT_LISTEN: Final = f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"
 ROLES: Final = frozenset({"miner", "csp", "worker"})
 MINING_MODES: Final[tuple[MiningMode, ...]] = ("off", "continuous", "on-demand")
@@ -95,6 +97,11 @@ class NodeConfig:
     control_max_clients: int = 64
     control_request_timeout_s: float = 30.0
     source: str = field(default="<config>", compare=False)
+
+    @property
+    def chain_db(self) -> Path:
+        """The chain's SQLite database: ``<data_dir>/chain.sqlite`` (check-db, reindex)."""
+        return self.data_dir / CHAIN_DB
 
     @property
     def is_miner(self) -> bool:

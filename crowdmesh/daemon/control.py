@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Final, get_args
 
 import trio
 
-from crowdmesh.daemon.api import EventSink, JsonObj, MiningMode, NodeControl, Topic
+from crowdmesh.daemon.api import (
+    EventSink,
+    JsonObj,
+    MiningMode,
+    NodeControl,
+    PeerControl,
+    Topic,
+)
 from crowdmesh.errors import (
     CrowdmeshError,
     DecodeError,
@@ -273,6 +280,21 @@ async def _generate(conn: _Conn, args: list[Any]) -> Any:
     return await conn.server.slot.ready_node().generate(args[0])
 
 
+def _peer_control(conn: _Conn) -> PeerControl:
+    node = conn.server.slot.ready_node()
+    if not isinstance(node, PeerControl):
+        raise RpcError(METHOD_NOT_FOUND, "this node does not support peer control")
+    return node
+
+
+async def _connect(conn: _Conn, args: list[Any]) -> Any:
+    return await _peer_control(conn).connect_peer(args[0])
+
+
+async def _disconnect(conn: _Conn, args: list[Any]) -> Any:
+    return await _peer_control(conn).disconnect_peer(args[0])
+
+
 async def _ready(conn: _Conn, args: list[Any]) -> Any:
     node = conn.server.slot.node
     return {"ready": node is not None and node.is_ready()}
@@ -324,6 +346,8 @@ METHODS: Final[dict[str, Method]] = {
                       doc="balance and nonce of an account"),
     "set_mining": Method((("mode", _param_choice(_MODES)),), _sync(_set_mining),
                          doc="off | continuous | on-demand"),
+    "connect": Method((("addr", _param_str),), _connect, doc="dial a peer multiaddr once"),
+    "disconnect": Method((("peer", _param_str),), _disconnect, doc="drop a peer's connections"),
     "generate": Method((("n", _param_int(1, MAX_GENERATE)),), _generate, timeout_factor=20.0,
                        doc="mine n blocks now; returns their hashes"),
 }
@@ -453,11 +477,11 @@ class ControlServer:
         self._on_stop = on_stop
 
     def request_stop(self) -> None:
-        """Ask the node (or, before it exists, the daemon) to stop."""
-        if self.slot.node is not None:
-            self.slot.node.request_stop()
-        elif self._on_stop is not None:
+        """Ask the daemon (``on_stop``) or, without one, the node to stop."""
+        if self._on_stop is not None:
             self._on_stop()
+        elif self.slot.node is not None:
+            self.slot.node.request_stop()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client until it disconnects or breaks a bound."""

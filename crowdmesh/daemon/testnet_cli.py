@@ -1,0 +1,189 @@
+"""``crowdmesh testnet up | status | down``: detached daemons managed through pid files.
+
+Rule 1: ``up`` starts each daemon in its own session (so it outlives the launcher and a Ctrl-C
+in the terminal does not reach it), records ``nodeI/daemon.pid``, then waits, bounded and with
+a progress display, until every node is ready and all share one head. If that fails it stops
+what it started and exits 1, keeping the logs.
+Rule 2: ``down`` asks each daemon to stop (SIGTERM), waits up to :data:`DOWN_TIMEOUT_S`, then
+SIGKILLs stragglers and removes the pid files. It is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crowdmesh.daemon.rpc_client import ControlClient, DaemonUnavailable
+from crowdmesh.daemon.testnet import NodeInfo, daemon_command, load_layout
+
+__all__ = ["down", "show_status", "up"]
+
+UP_TIMEOUT_S: Final = 90.0
+DOWN_TIMEOUT_S: Final = 10.0
+
+
+def _pid_file(root: Path, info: NodeInfo) -> Path:
+    return root / f"node{info.index}" / "daemon.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(root: Path, info: NodeInfo) -> int | None:
+    try:
+        pid = int(_pid_file(root, info).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _spawn(root: Path, info: NodeInfo) -> int:
+    node_dir = root / f"node{info.index}"
+    with (node_dir / "daemon.log").open("ab") as out:
+        proc = subprocess.Popen(
+            daemon_command(node_dir / "crowdmesh.toml"), stdin=subprocess.DEVNULL,
+            stdout=out, stderr=out, start_new_session=True, cwd=node_dir,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    _pid_file(root, info).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+async def _call(root: Path, info: NodeInfo, method: str) -> Any:
+    sock = root / f"node{info.index}" / "control.sock"
+    with trio.fail_after(5):
+        async with await ControlClient.connect(sock) as client:
+            return await client.call(method)
+
+
+async def _wait_ready(root: Path, info: NodeInfo, pid: int) -> None:
+    while True:
+        if not _alive(pid):
+            raise RuntimeError(f"node{info.index} exited; see {root}/node{info.index}/daemon.log")
+        try:
+            if (await _call(root, info, "ready"))["ready"]:
+                return
+        except DaemonUnavailable:
+            pass
+        await trio.sleep(0.1)
+
+
+async def _heads(root: Path, nodes: list[NodeInfo]) -> list[str | None]:
+    heads: list[str | None] = []
+    for info in nodes:
+        try:
+            heads.append((await _call(root, info, "head")).get("hash"))
+        except Exception:  # a node that cannot answer counts as not synced
+            heads.append(None)
+    return heads
+
+
+async def up(root: Path, as_json: bool) -> int:
+    """Start every node not already running; wait until all are ready and synced."""
+    _, nodes = load_layout(root)
+    console = Console(stderr=True)
+    pids = {n.index: _read_pid(root, n) or _spawn(root, n) for n in nodes}
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total}"), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, disable=as_json) as progress:
+            ready = progress.add_task("daemons ready", total=len(nodes))
+            synced = progress.add_task("on one head", total=len(nodes))
+            with trio.fail_after(UP_TIMEOUT_S):
+                async with trio.open_nursery() as nursery:
+                    for n in nodes:
+                        nursery.start_soon(_ready_then_tick, root, n, pids[n.index],
+                                           progress, ready)
+                await _wait_synced(root, nodes, progress, synced)
+    except (RuntimeError, trio.TooSlowError) as exc:
+        console.print(f"[red]testnet up failed:[/red] {exc}; stopping (logs kept in {root})")
+        await down(root, as_json=True)
+        return 1
+    return await show_status(root, as_json)
+
+
+async def _ready_then_tick(root: Path, info: NodeInfo, pid: int, progress: Progress,
+                           task: Any) -> None:
+    await _wait_ready(root, info, pid)
+    progress.advance(task)
+
+
+async def _wait_synced(root: Path, nodes: list[NodeInfo], progress: Progress, task: Any) -> None:
+    while True:
+        heads = await _heads(root, nodes)
+        best = max(set(heads) - {None}, key=heads.count, default=None)
+        progress.update(task, completed=heads.count(best) if best else 0)
+        if best is not None and heads.count(best) == len(nodes):
+            return
+        await trio.sleep(0.2)
+
+
+async def show_status(root: Path, as_json: bool) -> int:
+    """Print one row per node: pid, height, head, peers, mempool size."""
+    _, nodes = load_layout(root)
+    rows = [await _status_row(root, n) for n in nodes]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = Table("node", "pid", "port", "height", "head", "peers", "mempool",
+                      title=f"testnet {root}")
+        for r in rows:
+            table.add_row(*(str(r.get(c, "-")) for c in
+                            ("node", "pid", "port", "height", "head", "peers", "mempool")))
+        Console().print(table)
+    return 0 if all(r.get("height") is not None for r in rows) else 1
+
+
+async def _status_row(root: Path, info: NodeInfo) -> dict[str, Any]:
+    row: dict[str, Any] = {"node": info.index, "pid": _read_pid(root, info), "port": info.port}
+    if row["pid"] is None:
+        return row
+    try:
+        head = await _call(root, info, "head")
+        row["height"], row["head"] = head.get("height"), str(head.get("hash", ""))[:16]
+        row["peers"] = len(await _call(root, info, "peers"))
+        pool = await _call(root, info, "mempool")
+        row["mempool"] = pool.get("size", len(pool.get("txids", []))) if isinstance(
+            pool, dict) else "?"
+    except Exception as exc:  # shown in the table, e.g. "warming up"
+        row["head"] = f"unavailable: {exc}"
+    return row
+
+
+async def down(root: Path, as_json: bool) -> int:
+    """SIGTERM every node, wait, SIGKILL stragglers, remove pid files."""
+    _, nodes = load_layout(root)
+    pids = {n.index: _read_pid(root, n) for n in nodes}
+    for pid in pids.values():
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + DOWN_TIMEOUT_S
+    while time.monotonic() < deadline and any(p and _alive(p) for p in pids.values()):
+        await trio.sleep(0.1)
+    killed = [i for i, p in pids.items() if p and _alive(p)]
+    for i in killed:
+        os.kill(pids[i] or 0, signal.SIGKILL)
+    for n in nodes:
+        _pid_file(root, n).unlink(missing_ok=True)
+    stopped = sum(p is not None for p in pids.values())
+    if not as_json:
+        extra = f", SIGKILLed {killed}" if killed else ""
+        Console().print(f"stopped {stopped} daemon(s){extra}")
+    return 0
