@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 from rich.console import Console
 from rich.table import Table
@@ -47,9 +48,9 @@ def _cases() -> dict[str, Callable[[], object]]:
     for suite in Suite:
         pi = ecvrf.prove(SEED, ALPHA, suite=suite)
         name = suite.name.lower()
-        cases[f"{name}_prove"] = lambda s=suite: ecvrf.prove(SEED, ALPHA, suite=s)
-        cases[f"{name}_verify"] = lambda s=suite, p=pi: ecvrf.verify(pk, p, ALPHA, suite=s)
-        cases[f"{name}_proof_to_hash"] = lambda s=suite, p=pi: ecvrf.proof_to_hash(p, suite=s)
+        cases[f"{name}_prove"] = partial(ecvrf.prove, SEED, ALPHA, suite=suite)
+        cases[f"{name}_verify"] = partial(ecvrf.verify, pk, pi, ALPHA, suite=suite)
+        cases[f"{name}_proof_to_hash"] = partial(ecvrf.proof_to_hash, pi, suite=suite)
     return cases
 
 
