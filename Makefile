@@ -28,7 +28,7 @@ test: check
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
-	@for b in bench/crypto.py bench/chain.py bench/fl_baselines.py bench/network.py; do \
+	@for b in bench/crypto.py bench/ecvrf.py bench/chain.py bench/fl_baselines.py bench/network.py; do \
 	  if [ -f $$b ]; then echo "== $$b"; \
 	    $(BIN)/python $$b $(if $(BENCH_JSON),--json bench/out/$$(basename $$b .py).json) || exit 1; fi; \
 	done

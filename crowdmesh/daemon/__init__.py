@@ -1,3 +1,5 @@
-"""crowdmesh.daemon."""
+"""crowdmesh.daemon: the I/O layer that wires the pure core into a long-running node."""
 
-__all__: list[str] = []
+from crowdmesh.daemon.keystore import KeyEntry, Keystore
+
+__all__ = ["KeyEntry", "Keystore"]
