@@ -16,7 +16,16 @@ from crowdmesh.chain.block import (
 )
 from crowdmesh.chain.chain import MAX_ORPHANS, BlockTemplate, Chain, ImportResult, ImportStatus
 from crowdmesh.chain.codec import Address, BlockHash, TxId
-from crowdmesh.chain.contracts import CONTRACTS, TRANSFER, Event, TxContext, transfer_payload
+from crowdmesh.chain.contracts import (
+    CONTRACTS,
+    REGISTER_KEY,
+    TRANSFER,
+    Event,
+    TxContext,
+    register_key_payload,
+    registered_key,
+    transfer_payload,
+)
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.layout import BlockStatus
 from crowdmesh.chain.maintenance import check_db, reindex
@@ -36,6 +45,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_TARGET",
     "MAX_TX_BYTES",
+    "REGISTER_KEY",
     "TRANSFER",
     "Account",
     "Address",
@@ -63,6 +73,8 @@ __all__ = [
     "make_transaction",
     "merkle_root",
     "mine",
+    "register_key_payload",
+    "registered_key",
     "reindex",
     "transfer_payload",
 ]

@@ -155,6 +155,7 @@ class Chain:
         self._orphans: OrderedDict[BlockHash, Block] = OrderedDict()
         self._candidates: set[BlockHash] = set()
         self._head: IndexEntry
+        self._head_header: BlockHeader
         self._acc = 0
         self._seq = 0
 
@@ -200,6 +201,7 @@ class Chain:
         if head is None or acc is None or BlockHash(head) not in self._index:
             raise UsageError("corrupt-store", "missing head; run reindex")
         self._head = self._index[BlockHash(head)]
+        self._head_header = self.get_block(self._head.hash).header
         self._acc = int.from_bytes(acc, "big")
         self._candidates = {h for h, e in self._index.items()
                             if e.status != BlockStatus.INVALID and e.work > self._head.work}
@@ -209,7 +211,7 @@ class Chain:
     @property
     def head(self) -> BlockHeader:
         """The main-chain tip header."""
-        return self.get_block(self._head.hash).header
+        return self._head_header
 
     @property
     def head_hash(self) -> BlockHash:
@@ -358,6 +360,8 @@ class Chain:
         if known is not None or h in self._orphans:
             return ImportResult(ImportStatus.DUPLICATE, h, self.head_hash)
         if block.header.parent not in self._index:
+            if not block.header.meets_target():  # the only check possible without the parent
+                raise ValidationError("bad-block-pow")
             return self._pool_orphan(block)
         old_head = self._head.hash
         rejected: list[tuple[BlockHash, str]] = []
@@ -453,6 +457,7 @@ class Chain:
                 entry = IndexEntry.decode(key[1:], value)
                 self._index[entry.hash] = entry
         self._head = self._index[best.hash]
+        self._head_header = self.get_block(best.hash).header
         self._acc = plan.acc
         self._candidates = {h for h in self._candidates
                             if self._index[h].work > self._head.work
@@ -538,8 +543,7 @@ class Chain:
             receipts = apply_block(state, block, self.genesis, self.contracts)
         except ValidationError as exc:
             raise _ConnectFailed(entry.hash, exc.code) from exc
-        changes = state.changes()
-        previous = state.originals(changes)
+        changes, previous = state.diff()
         new_acc = muhash_update(acc, previous, changes)
         if state_root(new_acc) != block.header.state_root:
             raise _ConnectFailed(entry.hash, "bad-block-state-root")
@@ -603,8 +607,8 @@ class Chain:
         reward = self.genesis.reward(parent.height + 1) + fees
         if reward:
             state.credit(miner, reward)
-        changes = state.changes()
-        acc = muhash_update(self._acc, state.originals(changes), changes)
+        changes, previous = state.diff()
+        acc = muhash_update(self._acc, previous, changes)
         header = BlockHeader(
             self.genesis.chain_id, parent.height + 1, parent.hash, timestamp, self.next_target(),
             merkle_root([tx.txid for tx in included]), state_root(acc), Address(bytes(miner)), 0)

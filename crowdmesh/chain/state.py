@@ -3,8 +3,8 @@
 Invariants:
 - :class:`State` is an overlay over a read function. ``snapshot()`` returns a journal position;
   ``revert(pos)`` undoes every write after it, so a failing transaction changes nothing.
-- ``changes()`` is the net overlay (``None`` = deleted); ``originals()`` the pre-overlay value of
-  every touched key. Together they are a block's state diff and its undo record.
+- ``diff()`` returns the net overlay (``None`` = deleted) and the committed value of every key
+  it changes: a block's state diff and its undo record.
 - The state root commits to the whole key-value set with MuHash3072 (the multiset hash Bitcoin
   Core uses for its UTXO set): each entry maps to an element of Z_p*, p = 2**3072 - 1103717,
   and the accumulator is their product. A block updates it in O(keys touched): multiply in the
@@ -143,13 +143,19 @@ class State:
             else:
                 self._writes[key] = prev  # type: ignore[assignment]
 
-    def changes(self) -> dict[bytes, bytes | None]:
-        """Net writes whose value differs from the committed state."""
-        return {k: v for k, v in self._writes.items() if self._reader(k) != v}
+    def diff(self) -> tuple[dict[bytes, bytes | None], dict[bytes, bytes | None]]:
+        """(net writes that differ from the committed state, their committed values).
 
-    def originals(self, keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
-        """Committed values of ``keys`` (the undo record of a diff)."""
-        return {k: self._reader(k) for k in keys}
+        The second map is the undo record of the first.
+        """
+        new: dict[bytes, bytes | None] = {}
+        old: dict[bytes, bytes | None] = {}
+        for key, value in self._writes.items():
+            before = self._reader(key)
+            if before != value:
+                new[key] = value
+                old[key] = before
+        return new, old
 
     def new_words_since(self, snap: int) -> int:
         """32-byte storage words in keys created after ``snap`` (for the gas report)."""

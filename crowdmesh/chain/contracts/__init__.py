@@ -9,19 +9,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crowdmesh.chain.contracts.base import Contract, Event, TxContext, decode_payload
+from crowdmesh.chain.contracts.registry import KIND as REGISTER_KEY
+from crowdmesh.chain.contracts.registry import (
+    apply_register_key,
+    register_key_payload,
+    registered_key,
+)
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import apply_transfer, transfer_payload
 
 __all__ = [
     "CONTRACTS",
+    "REGISTER_KEY",
     "TRANSFER",
     "Contract",
     "Event",
     "TxContext",
     "decode_payload",
+    "register_key_payload",
+    "registered_key",
     "transfer_payload",
 ]
 
 CONTRACTS: Mapping[str, Contract] = {
     TRANSFER: apply_transfer,
+    REGISTER_KEY: apply_register_key,
 }
