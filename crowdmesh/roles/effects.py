@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from crowdmesh.roles.events import Event
+
 __all__ = [
     "EFFECT_TYPES",
     "Effect",
@@ -74,11 +76,11 @@ class SubmitTx(Effect):
 
 @dataclass(frozen=True, slots=True)
 class ScheduleAt(Effect):
-    """Deliver ``event`` (a local event TYPE tag) back to the roles at unix time ``when``."""
+    """Deliver ``event`` back to the roles at unix time ``when`` (timeouts, deadlines)."""
 
     NAME: ClassVar[str] = "schedule-at"
     when: int
-    event: str
+    event: Event
 
 
 @dataclass(frozen=True, slots=True)

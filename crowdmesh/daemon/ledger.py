@@ -1,0 +1,233 @@
+"""The node's chain and mempool, as one synchronous service: ingress, templates, sync, queries.
+
+Invariants:
+- Only the trio thread calls a :class:`Ledger` (the store has one writer), and no method awaits,
+  so a block import or a mempool change is atomic with respect to other tasks.
+- :meth:`Ledger.check_gossip` is the cheap stateless check the gossip validator runs before a
+  message is forwarded: strict decode, chain id, transaction signature, header PoW and target
+  bound. Full validation happens in :meth:`import_block` / :meth:`add_tx`.
+- After every head change the mempool follows it (confirmed txs leave, the transactions of
+  disconnected blocks come back if still valid), see ``Mempool.update``.
+- Transactions that arrive ahead of a missing nonce (gossip reorders) wait in a bounded gap
+  buffer and are retried when the missing nonce is pooled, instead of being lost.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+from crowdmesh.chain.block import Block, BlockHeader
+from crowdmesh.chain.chain import Chain, ImportResult
+from crowdmesh.chain.mempool import Mempool
+from crowdmesh.chain.tx import Transaction
+from crowdmesh.daemon.api import JsonObj
+from crowdmesh.daemon.views import block_view, header_view, parse_hex, tx_view
+from crowdmesh.errors import DecodeError, NotFound, ValidationError
+from crowdmesh.p2p.messages import (
+    MAX_BLOCKS_PER_REQUEST,
+    BlockAnnounce,
+    Blocks,
+    Headers,
+    Message,
+    NewBlock,
+    Status,
+    TxGossip,
+)
+
+__all__ = ["GAP_BUFFER", "Ledger", "decode_tx_hex"]
+
+GAP_BUFFER = 4096
+MAX_SYNC_REPLY_BYTES = 8 * 1024 * 1024
+MAX_TEMPLATE_TXS = 5000
+
+
+class Ledger:
+    """Chain + mempool behind the operations the node needs."""
+
+    def __init__(self, chain: Chain, mempool: Mempool) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.genesis = chain.genesis
+        self._gap: OrderedDict[tuple[bytes, int], Transaction] = OrderedDict()
+        # Cheap checks per gossip message type (one table, as the dispatch rules ask).
+        self._checks: dict[type[Message], Callable[[Message], None]] = {
+            TxGossip: self._check_tx_gossip,
+            NewBlock: self._check_new_block,
+            BlockAnnounce: self._check_announce,
+        }
+
+    # -- cheap checks (gossip validator) ----------------------------------------------------
+
+    def check_gossip(self, msg: Message) -> None:
+        """Stateless checks of one gossip message.
+
+        Raises:
+            DecodeError, ValidationError: with the stable reject code.
+        """
+        self._checks[type(msg)](msg)
+
+    def _check_tx_gossip(self, msg: Message) -> None:
+        assert isinstance(msg, TxGossip)
+        tx = Transaction.decode(msg.tx)
+        if tx.chain_id != self.genesis.chain_id:
+            raise ValidationError("bad-tx-chain-id", tx.chain_id)
+        if not tx.has_valid_signature():
+            raise ValidationError("bad-tx-sig")
+
+    def _check_header(self, header: BlockHeader) -> None:
+        if header.chain_id != self.genesis.chain_id:
+            raise ValidationError("bad-block-chain-id", header.chain_id)
+        if header.target > self.genesis.target:
+            raise ValidationError("bad-block-target", "easier than the genesis target")
+        if not header.meets_target():
+            raise ValidationError("bad-block-pow")
+
+    def _check_new_block(self, msg: Message) -> None:
+        assert isinstance(msg, NewBlock)
+        self._check_header(Block.decode(msg.block).header)
+
+    def _check_announce(self, msg: Message) -> None:
+        assert isinstance(msg, BlockAnnounce)
+        self._check_header(BlockHeader.decode(msg.header))
+
+    # -- ingress ----------------------------------------------------------------------------
+
+    def import_block(self, block: Block, now: int) -> ImportResult:
+        """Import ``block``; on a head change the mempool follows.
+
+        Raises:
+            ValidationError: the block is invalid (stable code).
+        """
+        result = self.chain.import_block(block, now)
+        if result.connected or result.disconnected:
+            self.mempool.update(result)
+            self._retry_gap()
+        return result
+
+    def add_tx(self, tx: Transaction) -> list[Transaction]:
+        """Pool ``tx`` (and any buffered successors it unblocks); return what was pooled.
+
+        Raises:
+            ValidationError: ``tx`` is not acceptable now (``mempool-nonce-gap`` buffers it).
+        """
+        try:
+            self.mempool.add(tx)
+        except ValidationError as exc:
+            if exc.code == "mempool-nonce-gap":
+                self._buffer(tx)
+            raise
+        return [tx, *self._release(tx.sender, tx.nonce + 1)]
+
+    def _buffer(self, tx: Transaction) -> None:
+        self._gap[(bytes(tx.sender), tx.nonce)] = tx
+        while len(self._gap) > GAP_BUFFER:
+            self._gap.popitem(last=False)
+
+    def _release(self, sender: bytes, nonce: int) -> list[Transaction]:
+        released = []
+        while (tx := self._gap.pop((bytes(sender), nonce), None)) is not None:
+            try:
+                self.mempool.add(tx)
+            except ValidationError:
+                break
+            released.append(tx)
+            nonce += 1
+        return released
+
+    def _retry_gap(self) -> None:
+        for sender, nonce in list(self._gap):
+            if (sender, nonce) in self._gap and nonce <= self.chain.nonce(sender) + 64:
+                self._release(sender, nonce)
+
+    def template(self, parent: bytes, miner: bytes, now: int) -> Block | None:
+        """A nonce-0 block on ``parent`` with pooled transactions, or None if ``parent`` is no
+        longer the head or our miner is over its cap (``ValidationError`` is logged upstream).
+        """
+        if self.chain.head_hash != parent:
+            return None
+        txs = self.mempool.select(MAX_TEMPLATE_TXS)
+        return self.chain.build_block_template(miner, txs, now).block
+
+    # -- SyncProvider -----------------------------------------------------------------------
+
+    def sync_status(self) -> Status:
+        """Our chain id, head and cumulative work."""
+        c = self.chain
+        return Status(self.genesis.chain_id, c.height, bytes(c.head_hash), str(c.total_work))
+
+    def sync_headers(self, start: int, count: int) -> Headers:
+        """Main-chain headers from ``start``."""
+        return Headers(start, tuple(h.encode() for h in self.chain.headers_range(start, count)))
+
+    def sync_blocks(self, hashes: tuple[bytes, ...]) -> Blocks:
+        """Stored blocks by hash, in request order, stopping at the reply size cap."""
+        out: list[bytes] = []
+        size = 0
+        for h in hashes[:MAX_BLOCKS_PER_REQUEST]:
+            try:
+                raw = self.chain.get_block(h).encode()
+            except NotFound:
+                continue
+            if out and size + len(raw) > MAX_SYNC_REPLY_BYTES:
+                break
+            out.append(raw)
+            size += len(raw)
+        return Blocks(tuple(out))
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def head_view(self) -> JsonObj:
+        """The head header as JSON plus cumulative work."""
+        view = header_view(self.chain.head)
+        view["total_work"] = str(self.chain.total_work)
+        return view
+
+    def block_by_ref(self, ref: str | int) -> JsonObj:
+        """A main-chain block by height, or any stored block by hash (hex).
+
+        Raises:
+            NotFound: ``block-not-found``. UsageError: ``bad-hex``.
+        """
+        if isinstance(ref, int):
+            block = self.chain.get_block_by_height(ref)
+        else:
+            block = self.chain.get_block(parse_hex(ref, 32, "block hash"))
+        view = block_view(block)
+        view["main_chain"] = self.chain.is_main_chain(block.hash)
+        return view
+
+    def tx_lookup(self, txid_hex: str) -> JsonObj:
+        """A pooled or confirmed transaction. Raises ``NotFound("tx-not-found")``."""
+        txid = parse_hex(txid_hex, 32, "txid")
+        pooled = self.mempool.get(txid)
+        if pooled is not None:
+            return {**tx_view(pooled), "status": "pending"}
+        tx, block_hash, height = self.chain.get_transaction(txid)
+        return {**tx_view(tx), "status": "confirmed", "block": block_hash.hex(),
+                "height": height, "confirmations": self.chain.height - height + 1}
+
+    def balance(self, account_hex: str) -> JsonObj:
+        """Head-state balance and next nonce of an account."""
+        addr = parse_hex(account_hex, 32, "account")
+        acct = self.chain.account(addr)
+        return {"account": addr.hex(), "balance": acct.balance, "nonce": acct.nonce,
+                "height": self.chain.height}
+
+    def mempool_view(self) -> JsonObj:
+        """Mempool size, bytes and (up to 1000) txids."""
+        txs = self.mempool.transactions()
+        return {"size": len(txs), "bytes": self.mempool.size_bytes, "gap_buffered": len(self._gap),
+                "txids": [tx.txid.hex() for tx in txs[:1000]]}
+
+
+def decode_tx_hex(raw_hex: str) -> Transaction:
+    """Decode a hex-encoded transaction from the control socket.
+
+    Raises:
+        UsageError: ``bad-hex``. DecodeError / ValidationError: from the strict decoder.
+    """
+    raw = parse_hex(raw_hex, None, "transaction")
+    if not raw:
+        raise DecodeError("bad-tx-encoding", "empty")
+    return Transaction.decode(raw)

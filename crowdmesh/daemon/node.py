@@ -1,0 +1,379 @@
+"""The node: wires the chain store, mempool, p2p network, sync, miner role and effect executor.
+
+Invariants:
+- :func:`run_node` owns one nursery holding every node task (gossip intake, sync, mining, the
+  effects it spawns). ``task_status.started(node)`` is called only once the host listens, gossip
+  is subscribed and the sync server is registered, i.e. when the node is serving.
+- Wiring only: chain rules live in ``chain/``, the miner's decisions in ``roles/miner.py``,
+  effects are carried out by ``daemon/effects.py``, networking in ``p2p/``.
+- Gossip intake is one task reading one bounded channel; each message type has one handler in
+  :attr:`Node._intake`. Bad input from a peer is dropped with its stable reject code, logged
+  (``event=rejected code=…``) and counted against the peer; it never stops the node.
+- Shutdown: :meth:`Node.request_stop` ends ``run_node``; the network closes in the order
+  LIBP2P.md §11 requires and the store is closed last.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import trio
+from libp2p.peer.id import ID
+
+from crowdmesh.chain.block import Block, BlockHeader
+from crowdmesh.chain.chain import Chain, ImportResult, ImportStatus
+from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.mempool import Mempool
+from crowdmesh.chain.store_sqlite import SqliteStore
+from crowdmesh.chain.tx import Transaction
+from crowdmesh.daemon.api import EventSink, JsonObj, MiningMode
+from crowdmesh.daemon.chainsync import ChainSync
+from crowdmesh.daemon.config import NodeConfig
+from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
+from crowdmesh.daemon.ledger import Ledger, decode_tx_hex
+from crowdmesh.daemon.logs import log_event, log_reject
+from crowdmesh.daemon.mining import MiningRunner
+from crowdmesh.errors import DecodeError, UsageError, ValidationError
+from crowdmesh.p2p.gossip import BLOCKS, TXS, Incoming
+from crowdmesh.p2p.messages import MAX_GOSSIP_BYTES, BlockAnnounce, Message, NewBlock, TxGossip
+from crowdmesh.p2p.network import Network, NetworkConfig, open_network
+from crowdmesh.roles.dispatch import Role, dispatch
+from crowdmesh.roles.events import (
+    BlockMined,
+    Event,
+    GenerateRequested,
+    HeadChanged,
+    MempoolChanged,
+    MiningModeSet,
+)
+from crowdmesh.roles.miner import MinerState, RoleContext
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+__all__ = ["MAX_GENERATE", "Node", "run_node"]
+
+log = logging.getLogger("crowdmesh.node")
+p2p_log = logging.getLogger("crowdmesh.p2p")
+
+MAX_GENERATE = 10_000
+GOSSIP_BLOCK_LIMIT = MAX_GOSSIP_BYTES - 256  # room for the message envelope
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class Node:
+    """Implements :class:`crowdmesh.daemon.api.NodeControl` over the wired parts."""
+
+    def __init__(self, cfg: NodeConfig, events: EventSink, ledger: Ledger, miner: bytes) -> None:
+        self.cfg = cfg
+        self.events = events
+        self.ledger = ledger
+        self.miner_address = miner
+        self.roles = frozenset({Role.MINER}) if self._is_miner(cfg) else frozenset()
+        head = ledger.chain.head
+        self._states: dict[Role, Any] = {Role.MINER: MinerState(head.hash, head.height)}
+        self._stop = trio.Event()
+        self._ready = False
+        self._mined: list[str] = []
+        self._mined_changed = trio.Event()
+        self.net: Network
+        self.sync: ChainSync
+        self.runner: MiningRunner
+        self.executor: EffectExecutor
+        self._intake: dict[type[Message], Callable[[Incoming], None]] = {
+            TxGossip: self._on_tx_gossip,
+            NewBlock: self._on_new_block,
+            BlockAnnounce: self._on_block_announce,
+        }
+
+    @staticmethod
+    def _is_miner(cfg: NodeConfig) -> bool:
+        return "miner" in cfg.roles or cfg.mining_mode != "off"
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def attach(self, net: Network, nursery: trio.Nursery) -> None:
+        """Connect the running network and start the node's tasks in ``nursery``."""
+        self.net = net
+        self.sync = ChainSync(net, self.ledger.chain, self.ledger.genesis.chain_id,
+                              self._import_from_peer)
+        self.runner = MiningRunner(nursery, self._template, self._on_mined)
+        self.executor = EffectExecutor(EffectPorts(
+            mine_on=self.runner.mine_on, stop_mining=self.runner.stop,
+            publish_block=self._publish_block, publish_tx=self._publish_tx,
+            submit_tx=self._submit_raw, deliver=self.deliver), nursery)
+        nursery.start_soon(self._intake_loop)
+        nursery.start_soon(self.sync.run)
+        self.sync.request()
+        if Role.MINER in self.roles:
+            self.deliver(MiningModeSet(self.cfg.mining_mode))
+            self.deliver(MempoolChanged(len(self.ledger.mempool)))
+        self._ready = True
+
+    def on_net_event(self, name: str, fields: dict[str, Any]) -> None:
+        """Log network events; a new peer triggers a sync round with it."""
+        if name == "gossip-reject" or name == "sync-reject":
+            log_reject(p2p_log, fields.pop("code"), **fields)
+            return
+        log_event(p2p_log, name, **fields)
+        if name == "peer-up" and hasattr(self, "sync"):
+            self.sync.request(ID.from_base58(fields["peer"]))
+
+    def deliver(self, event: Event) -> None:
+        """Feed a local event to the roles that take it and execute their effects."""
+        if not self.roles:
+            return
+        self._states, effects = dispatch(self.roles, self._states, event, RoleContext(_now()))
+        self.executor.run(effects)
+
+    # -- intake -----------------------------------------------------------------------------
+
+    async def _intake_loop(self) -> None:
+        async for item in self.net.gossip.incoming:
+            self._intake[type(item.msg)](item)
+            await trio.sleep(0)  # why: let a burst of gossip interleave with sync and RPCs
+
+    def _reject(self, peer: str, topic: str, exc: DecodeError | ValidationError) -> None:
+        self.net.gossip.reject(peer, topic, exc.code, exc.detail)
+
+    def _on_tx_gossip(self, item: Incoming) -> None:
+        assert isinstance(item.msg, TxGossip)
+        try:
+            self._pooled(self.ledger.add_tx(Transaction.decode(item.msg.tx)))
+        except (DecodeError, ValidationError) as exc:
+            self._reject(item.origin, TXS, exc)
+
+    def _on_new_block(self, item: Incoming) -> None:
+        assert isinstance(item.msg, NewBlock)
+        try:
+            block = Block.decode(item.msg.block)
+        except (DecodeError, ValidationError) as exc:
+            self._reject(item.origin, BLOCKS, exc)
+            return
+        self._import_from_peer(block, item.origin)
+
+    def _on_block_announce(self, item: Incoming) -> None:
+        assert isinstance(item.msg, BlockAnnounce)
+        header = BlockHeader.decode(item.msg.header)  # the validator decoded it already
+        if not self.ledger.chain.has_block(header.hash):
+            self.sync.request(ID.from_base58(item.origin))
+
+    def _import_from_peer(self, block: Block, peer: str) -> bool:
+        try:
+            result = self.ledger.import_block(block, _now())
+        except ValidationError as exc:
+            self._reject(peer, BLOCKS, exc)
+            return False
+        if result.status is ImportStatus.ORPHAN:
+            self.sync.request(ID.from_base58(peer))
+        self._after_import(result, peer)
+        return True
+
+    def _after_import(self, result: ImportResult, source: str) -> None:
+        for bad, code in result.rejected:
+            log_reject(log, code, block=bad.hex(), source=source)
+        if not (result.connected or result.disconnected):
+            return
+        head = self.ledger.chain.head
+        if result.reorg:
+            log_event(log, "reorg", depth=len(result.disconnected), height=head.height,
+                      head=head.hash.hex(), returned_txs=len(result.returned_txs))
+        for block in result.connected:
+            log_event(log, "block-connected", height=block.height, hash=block.hash.hex(),
+                      txs=len(block.txs), source=source)
+        self.events.publish_nowait("heads", {"hash": head.hash.hex(), "height": head.height,
+                                             "reorg": result.reorg})
+        self.deliver(HeadChanged(head.hash, head.height))
+        self.deliver(MempoolChanged(len(self.ledger.mempool)))
+
+    def _pooled(self, txs: list[Transaction]) -> None:
+        for tx in txs:
+            self.events.publish_nowait("txs", {"txid": tx.txid.hex(), "sender": tx.sender.hex(),
+                                               "nonce": tx.nonce})
+        if txs:
+            self.deliver(MempoolChanged(len(self.ledger.mempool)))
+
+    # -- mining -----------------------------------------------------------------------------
+
+    def _template(self, parent: bytes) -> Block | None:
+        try:
+            return self.ledger.template(parent, self.miner_address, _now())
+        except ValidationError as exc:
+            log_event(log, "mining-paused", logging.WARNING, code=exc.code)
+            return None
+
+    async def _on_mined(self, block: Block) -> None:
+        try:
+            result = self.ledger.import_block(block, _now())
+        except ValidationError as exc:
+            log_reject(log, exc.code, block=block.hash.hex(), source="miner")
+            return
+        if result.status is not ImportStatus.CONNECTED:
+            return  # why: lost a race with a peer's block; the new head restarts mining
+        log_event(log, "block-mined", height=block.height, hash=block.hash.hex(),
+                  txs=len(block.txs))
+        self._after_import(result, "miner")
+        self._mined.append(block.hash.hex())
+        self._mined_changed.set()
+        self._mined_changed = trio.Event()
+        self.deliver(BlockMined(block.hash, block.height))
+        await self._publish_block(block.encode())
+
+    async def _publish_block(self, raw: bytes) -> None:
+        if len(raw) <= GOSSIP_BLOCK_LIMIT:
+            await self.net.publish(BLOCKS, NewBlock(raw))
+        else:
+            await self.net.publish(BLOCKS, BlockAnnounce(Block.decode(raw).header.encode()))
+
+    async def _publish_tx(self, raw: bytes) -> None:
+        await self.net.publish(TXS, TxGossip(raw))
+
+    async def _submit_raw(self, raw: bytes) -> None:
+        await self.submit_tx(raw.hex())
+
+    # -- NodeControl ------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """True once the node serves (network up, sync and gossip running)."""
+        return self._ready
+
+    def status(self) -> JsonObj:
+        """A summary for ``crowdmesh status``."""
+        chain = self.ledger.chain
+        miner: MinerState = self._states[Role.MINER]
+        return {
+            "chain_id": self.ledger.genesis.chain_id, "height": chain.height,
+            "head": chain.head_hash.hex(), "total_work": str(chain.total_work),
+            "peer_id": self.net.peer_id, "addrs": self.net.addrs(),
+            "peers": len(self.net.connected()), "mempool": len(self.ledger.mempool),
+            "orphans": chain.orphan_count, "roles": sorted(r.value for r in self.roles),
+            "mining": miner.mode, "mining_active": self.runner.active,
+            "generate_left": miner.generate_left, "hashes": self.runner.stats.hashes,
+            "blocks_mined": len(self._mined), "sync_rounds": self.sync.rounds,
+            "gossip": {"received": self.net.gossip.counters.received,
+                       "published": self.net.gossip.counters.published,
+                       "dropped": self.net.gossip.counters.dropped_incoming,
+                       "rejected": dict(self.net.gossip.counters.rejected)},
+        }
+
+    def peers(self) -> list[JsonObj]:
+        """Connected peers with scores and reject counts."""
+        return self.net.peers()
+
+    def head(self) -> JsonObj:
+        """The head header."""
+        return self.ledger.head_view()
+
+    def block(self, ref: str | int) -> JsonObj:
+        """A block by height or hash."""
+        return self.ledger.block_by_ref(ref)
+
+    def mempool(self) -> JsonObj:
+        """The mempool summary."""
+        return self.ledger.mempool_view()
+
+    async def submit_tx(self, raw_hex: str) -> JsonObj:
+        """Pool a transaction from the control socket and gossip it."""
+        tx = decode_tx_hex(raw_hex)
+        pooled = self.ledger.add_tx(tx)
+        self._pooled(pooled)
+        for item in pooled:
+            await self._publish_tx(item.encode())
+        return {"txid": tx.txid.hex(), "status": "pending"}
+
+    def tx(self, txid_hex: str) -> JsonObj:
+        """A pending or confirmed transaction."""
+        return self.ledger.tx_lookup(txid_hex)
+
+    def balance(self, account_hex: str) -> JsonObj:
+        """Balance and nonce of an account at the head."""
+        return self.ledger.balance(account_hex)
+
+    def set_mining(self, mode: MiningMode) -> JsonObj:
+        """Switch the mining mode (``off``, ``continuous``, ``on-demand``)."""
+        self._need_miner()
+        self.deliver(MiningModeSet(mode))
+        return {"mining": mode}
+
+    async def generate(self, n_blocks: int) -> list[str]:
+        """Mine ``n_blocks`` blocks now (any mode) and return their hashes."""
+        self._need_miner()
+        if not 0 < n_blocks <= MAX_GENERATE:
+            raise UsageError("bad-generate-count", f"1..{MAX_GENERATE}")
+        start = len(self._mined)
+        self.deliver(GenerateRequested(n_blocks))
+        while len(self._mined) < start + n_blocks:
+            await self._mined_changed.wait()
+        return self._mined[start:start + n_blocks]
+
+    def request_stop(self) -> None:
+        """Ask :func:`run_node` to return (graceful stop)."""
+        self._stop.set()
+
+    def _need_miner(self) -> None:
+        if Role.MINER not in self.roles:
+            raise UsageError("not-a-miner", "add \"miner\" to roles in the config")
+
+    async def wait_stopped(self) -> None:
+        """Return when a stop was requested."""
+        await self._stop.wait()
+
+
+def _load_genesis(cfg: NodeConfig) -> Genesis:
+    try:
+        text = cfg.genesis_path.read_text()
+    except OSError as exc:
+        raise UsageError("genesis-unreadable", f"{cfg.genesis_path}: {exc}") from exc
+    return Genesis.from_json(text)
+
+
+def _miner_address(cfg: NodeConfig, node_key_public: bytes) -> bytes:
+    # why the node key as default: it is an Ed25519 key the operator already holds, so
+    # rewards are never burned when no account is configured.
+    return bytes.fromhex(cfg.miner_account) if cfg.miner_account else node_key_public
+
+
+async def run_node(
+    config: NodeConfig,
+    events: EventSink,
+    task_status: TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the node until :meth:`Node.request_stop`; ``task_status.started(node)`` once serving.
+
+    Raises:
+        CrowdmeshError: an operator-fixable startup problem (genesis, locked data dir, …).
+    """
+    genesis = _load_genesis(config)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        store = SqliteStore.open(str(config.chain_db))
+        stack.callback(store.close)
+        chain = Chain.open(store, genesis)
+        ledger = Ledger(chain, Mempool(chain))
+        net_cfg = NetworkConfig(config.data_dir, config.listen, genesis.chain_id,
+                                config.bootstrap)
+        node_box: list[Node] = []
+
+        def on_event(name: str, fields: dict[str, Any]) -> None:
+            if node_box:
+                node_box[0].on_net_event(name, fields)
+
+        async with open_network(net_cfg, ledger, ledger.check_gossip, on_event) as net:
+            public = net.host.get_public_key().to_bytes()
+            node = Node(config, events, ledger, _miner_address(config, public))
+            node_box.append(node)
+            async with trio.open_nursery() as nursery:
+                node.attach(net, nursery)
+                log_event(log, "node-serving", peer_id=net.peer_id, addrs=",".join(net.addrs()),
+                          height=chain.height, head=chain.head_hash.hex())
+                task_status.started(node)
+                await node.wait_stopped()
+                nursery.cancel_scope.cancel()
+        log_event(log, "node-closed", height=chain.height)

@@ -1,0 +1,133 @@
+"""Component tests of whole nodes (run_node) in one process: mining, gossip, sync, on-demand."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from crowdmesh.chain import Genesis, make_transaction, transfer_payload
+from crowdmesh.crypto.identity import AccountKey
+from crowdmesh.crypto.rng import DeterministicRng
+from crowdmesh.daemon.config import NodeConfig
+from crowdmesh.daemon.node import Node, run_node
+
+CHAIN = "nodetest"
+EASY_TARGET = 1 << 250  # about 64 hashes per block: fast, but still real PoW
+
+
+class Sink:
+    """An EventSink that wakes waiters on every event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self._changed = trio.Event()
+
+    def publish_nowait(self, topic, event) -> None:
+        self.events.append((topic, event))
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+
+def funded_keys(n: int) -> list[AccountKey]:
+    rng = DeterministicRng(7)
+    return [AccountKey.generate(rng) for _ in range(n)]
+
+
+def write_genesis(path: Path, keys: list[AccountKey]) -> Genesis:
+    alloc = tuple(sorted((k.public, 10**12) for k in keys))
+    genesis = Genesis(chain_id=CHAIN, timestamp=1_700_000_000, target=EASY_TARGET,
+                      block_interval=1, retarget_interval=0, alloc=alloc)
+    path.write_text(genesis.to_json())
+    return genesis
+
+
+@asynccontextmanager
+async def node_running(tmp: Path, name: str, genesis: Path, bootstrap: tuple[str, ...] = (),
+                       mode: str = "off"):
+    data = tmp / name
+    data.mkdir(exist_ok=True)
+    cfg = NodeConfig(data_dir=data, genesis_path=genesis, control_socket=data / "c.sock",
+                     listen="/ip4/127.0.0.1/tcp/0", bootstrap=bootstrap,
+                     roles=frozenset({"miner"}), mining_mode=mode)
+    sink = Sink()
+    async with trio.open_nursery() as nursery:
+        node: Node = await nursery.start(run_node, cfg, sink)
+        node.sink = sink  # type: ignore[attr-defined]
+        try:
+            yield node
+        finally:
+            node.request_stop()
+
+
+async def wait_height(node: Node, height: int, timeout: float = 30.0) -> None:
+    with trio.fail_after(timeout):
+        while node.ledger.chain.height < height:
+            await node.sink.wait_changed()  # type: ignore[attr-defined]
+
+
+async def test_generate_gossip_and_late_joiner_sync(tmp_path: Path) -> None:
+    keys = funded_keys(2)
+    gpath = tmp_path / "genesis.json"
+    write_genesis(gpath, keys)
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
+        b = await stack.enter_async_context(
+            node_running(tmp_path, "b", gpath, (a.net.addrs()[0],)))
+        await b.net.gossip.wait_for_mesh(a.net.host.get_id(), "blocks")
+        hashes = await a.generate(3)
+        assert len(hashes) == 3
+        await wait_height(b, 3)
+        assert b.ledger.chain.head_hash.hex() == hashes[-1]
+
+        tx = make_transaction(keys[0], CHAIN, 0, "transfer", transfer_payload(keys[1].public, 5),
+                              fee=1000)
+        reply = await b.submit_tx(tx.encode().hex())
+        assert reply["txid"] == tx.txid.hex()
+        with trio.fail_after(10):
+            while tx.txid not in a.ledger.mempool:
+                await a.sink.wait_changed()  # type: ignore[attr-defined]
+        a.set_mining("on-demand")
+        await wait_height(b, 4)
+        assert b.tx(tx.txid.hex())["status"] == "confirmed"
+        assert b.balance(keys[1].public.hex())["balance"] == 10**12 + 5
+        assert len(a.ledger.mempool) == 0
+        a.set_mining("off")
+
+        await a.generate(40)
+        c = await stack.enter_async_context(
+            node_running(tmp_path, "c", gpath, (b.net.addrs()[0],)))
+        await wait_height(c, a.ledger.chain.height)
+        assert c.ledger.chain.head_hash == a.ledger.chain.head_hash
+        assert c.balance(keys[1].public.hex())["balance"] == 10**12 + 5
+
+
+async def test_split_mine_both_sides_join_reorgs_and_remines_losing_txs(tmp_path: Path) -> None:
+    keys = funded_keys(2)
+    gpath = tmp_path / "genesis.json"
+    write_genesis(gpath, keys)
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
+        b = await stack.enter_async_context(node_running(tmp_path, "b", gpath))
+        tx = make_transaction(keys[0], CHAIN, 0, "transfer", transfer_payload(keys[1].public, 9),
+                              fee=1000)
+        await a.submit_tx(tx.encode().hex())
+        await a.generate(2)
+        assert a.tx(tx.txid.hex())["status"] == "confirmed"
+        await b.generate(4)
+        assert await a.net.connect(b.net.addrs()[0])
+        await wait_height(a, 4)
+        assert a.ledger.chain.head_hash == b.ledger.chain.head_hash
+        assert a.tx(tx.txid.hex())["status"] == "pending"  # back in the mempool after the reorg
+        assert any(ev.get("reorg") for topic, ev in a.sink.events if topic == "heads")
+        a.set_mining("on-demand")
+        await wait_height(b, 5)
+        with trio.fail_after(10):
+            while b.ledger.chain.height < 5 or len(a.ledger.mempool):
+                await a.sink.wait_changed()
+        assert b.tx(tx.txid.hex())["status"] == "confirmed"
+        assert b.balance(keys[1].public.hex())["balance"] == 10**12 + 9
