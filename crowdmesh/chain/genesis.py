@@ -5,18 +5,21 @@ Invariants:
 - JSON form: an object with exactly the field names below; ``target`` is a ``0x`` hex string,
   ``alloc`` maps hex account ids (64 hex digits) to integer balances. Unknown or missing fields
   raise ``DecodeError("bad-genesis")``.
-- The genesis block (height 0, zero parent, no transactions, zero miner) is not mined; its state
-  is ``alloc`` and its hash identifies the network.
+- The genesis block (height 0, no transactions, zero miner) is not mined; its state is
+  ``alloc``. Its ``parent`` field holds :meth:`Genesis.params_hash`, a commitment to every
+  parameter, so the genesis hash identifies the network *and* its rules: two nodes that
+  disagree on any parameter disagree on block 0.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, fields
 from typing import Any
 
-from crowdmesh.chain.block import EMPTY_ROOT, MAX_BLOCK_BYTES, MAX_TARGET, ZERO_HASH, BlockHeader
-from crowdmesh.chain.codec import U64_MAX, Address
+from crowdmesh.chain.block import EMPTY_ROOT, MAX_BLOCK_BYTES, MAX_TARGET, BlockHeader
+from crowdmesh.chain.codec import U64_MAX, Address, BlockHash, pack
 from crowdmesh.chain.state import Account, account_key, muhash_of, state_root
 from crowdmesh.errors import DecodeError
 
@@ -101,10 +104,17 @@ class Genesis:
             out.append((account_key(addr), value))
         return out
 
+    def params_hash(self) -> BlockHash:
+        """SHA-256 over the canonical encoding of every parameter."""
+        fields_ = [getattr(self, n) for n in _INT_FIELDS]
+        data = pack([self.chain_id, self.target.to_bytes(32, "big"), fields_,
+                     [[a, b] for a, b in self.alloc]])
+        return BlockHash(hashlib.sha256(b"crowdmesh/genesis/1\x00" + data).digest())
+
     def header(self) -> BlockHeader:
         """The genesis block header."""
         return BlockHeader(
-            chain_id=self.chain_id, height=0, parent=ZERO_HASH, timestamp=self.timestamp,
+            chain_id=self.chain_id, height=0, parent=self.params_hash(), timestamp=self.timestamp,
             target=self.target, tx_root=EMPTY_ROOT,
             state_root=state_root(muhash_of(self.state_items())),
             miner=Address(bytes(32)), nonce=0,

@@ -43,7 +43,7 @@ HEADER_HEX = (
 HEADER_HASH_HEX = "14a85f10a41b3f36262030b487c931c58b5c9b656cf5783f0a51ca2a736395e3"
 BLOCK_SHA_HEX = "69e7816985bf0e484f8ac0ab17049a2c49fb4aa1bcec1fb291d93de9dc9717e4"
 GENESIS_JSON_SHA_HEX = "4b721cc826e01221c455e5db96c57e813d8ea60df7dbc1814c63619780a90e3e"
-GENESIS_HASH_HEX = "97b1e8bec914b9ca76cb35db21b66140146f1189719654284c4876a7c6e02536"
+GENESIS_HASH_HEX = "196b770faa059fdbcbdb943379393f5104d11f95bcf338b2e88fa3e903ea68e0"
 
 
 def golden_tx() -> Transaction:
@@ -76,7 +76,7 @@ def test_block_golden() -> None:
     block = Block(golden_header(), (golden_tx(),))
     data = block.encode()
     assert hashlib.sha256(data).hexdigest() == BLOCK_SHA_HEX
-    assert data == bytes.fromhex("92") + bytes.fromhex(HEADER_HEX) + bytes.fromhex("91") + bytes.fromhex(TX_HEX)
+    assert data == b"\x92" + bytes.fromhex(HEADER_HEX) + b"\x91" + bytes.fromhex(TX_HEX)
     assert Block.decode(data) == block
 
 
@@ -85,6 +85,8 @@ def test_genesis_golden() -> None:
     assert hashlib.sha256(g.to_json().encode()).hexdigest() == GENESIS_JSON_SHA_HEX
     assert g.header().hash.hex() == GENESIS_HASH_HEX
     assert Genesis.from_json(g.to_json()) == g
+    assert g.header().parent == g.params_hash()
+    assert make_genesis(block_reward=999).header().hash != g.header().hash
 
 
 def test_internal_records_golden() -> None:
