@@ -494,12 +494,22 @@ class Testnet:
 
     def combined_logs(self) -> str:
         """Every node's log lines, merged by timestamp and prefixed with the node index."""
-        lines = []
+        entries: list[tuple[str, int, str]] = []
         for node in self.nodes:
             if node.log_path.exists():
-                for line in node.log_path.read_text(errors="replace").splitlines():
-                    lines.append((line[:30], f"node{node.index} {line}"))
-        return "\n".join(text for _, text in sorted(lines, key=lambda x: x[0]))
+                entries += _log_entries(node.index, node.log_path.read_text(errors="replace"))
+        return "\n".join(text for _, _, text in sorted(entries))
+
+
+def _log_entries(index: int, text: str) -> list[tuple[str, int, str]]:
+    """(timestamp, sequence, line) per line; lines without ``ts=`` (tracebacks) keep the
+    timestamp of the event before them so they stay together when merged."""
+    out, ts = [], ""
+    for seq, line in enumerate(text.splitlines()):
+        if line.startswith("ts="):
+            ts = line.split(" ", 1)[0]
+        out.append((ts, index * 10**9 + seq, f"node{index} {line}"))
+    return out
 
 
 def _txids(mempool: Any) -> list[str]:

@@ -1,0 +1,102 @@
+"""Daemon lifecycle with real processes: SIGTERM, restart where it was, stop RPC, SIGHUP,
+sd_notify readiness, and a second daemon refused on the same data dir."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from crowdmesh.daemon.testnet import daemon_command
+from tests.functional.framework import CrowdmeshTestFramework
+
+pytestmark = pytest.mark.functional
+
+
+class SigtermRestart(CrowdmeshTestFramework):
+    """SIGTERM stops a daemon within 5 s with exit 0 and no traceback; it restarts where it was."""
+
+    def set_test_params(self):
+        self.num_nodes = 2
+
+    async def run_test(self):
+        a, b = self.nodes
+        await self.net.mine(a, 5)
+        before = await b.rpc("head")
+        assert before["height"] == 5
+        elapsed = await b.stop_node(timeout=5)
+        assert elapsed < 5, f"SIGTERM took {elapsed:.2f} s"
+        assert not b.socket.exists(), "the control socket is removed on a clean stop"
+        await b.start(self.net.nursery)
+        await b.wait_ready()
+        after = await b.rpc("head")
+        assert (after["height"], after["hash"]) == (before["height"], before["hash"])
+        # and it keeps following the network after the restart
+        await self.net.mine(a, 2)
+        assert (await b.rpc("head"))["height"] == 7
+
+
+async def test_sigterm_stops_cleanly_and_restarts_where_it_was():
+    await SigtermRestart().main()
+
+
+class StopRpcReloadNotify(CrowdmeshTestFramework):
+    """The stop RPC, SIGHUP reload, READY=1 once via NOTIFY_SOCKET, data-dir exclusivity."""
+
+    def set_test_params(self):
+        self.num_nodes = 1
+        self.start_nodes = False
+
+    async def run_test(self):
+        (node,) = self.nodes
+        notify = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        await notify.bind(str(self.root / "notify.sock"))
+        await node.start(self.net.nursery, {"NOTIFY_SOCKET": str(self.root / "notify.sock")})
+        with trio.fail_after(30 * self.timeout_factor):
+            first = (await notify.recv(4096)).decode()
+        assert first.startswith("READY=1")
+        assert (await node.rpc("ready"))["ready"] is True, "READY=1 only once serving"
+
+        # a second daemon on the same data dir / socket fails cleanly (exit 1, no traceback)
+        proc = await trio.run_process(daemon_command(node.config), capture_stderr=True,
+                                      check=False)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        assert "control-socket-in-use" in err or "datadir-locked" in err, err
+
+        # SIGHUP reloads the log level and the mining mode
+        text = node.config.read_text()
+        node.config.write_text(text.replace('log_level = "info"', 'log_level = "debug"')
+                               .replace('mode = "on-demand"', 'mode = "off"'))
+        node.process.send_signal(1)  # SIGHUP
+        await node.wait_for_log(["event=config-reloaded", "log_level"])
+        with trio.fail_after(10):
+            msgs = [(await notify.recv(4096)).decode() for _ in range(2)]
+        assert msgs == ["RELOADING=1", "READY=1"]
+        assert (await node.rpc("status"))["mining"] == "off"
+
+        # the stop RPC is a graceful stop too
+        assert await node.rpc("stop") == {"stopping": True}
+        with trio.fail_after(5 * self.timeout_factor):
+            await node.process.wait()
+        assert node.process.returncode == 0
+        assert "Traceback" not in node.stderr_text()
+        with trio.fail_after(5):
+            assert (await notify.recv(4096)).decode() == "STOPPING=1"
+        notify.close()
+
+
+async def test_stop_rpc_sighup_reload_and_sd_notify():
+    await StopRpcReloadNotify().main()
+
+
+def test_cli_reports_a_missing_daemon(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(tmp_path / "x.sock"),
+         "status"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("error: daemon-not-running:")
+    assert "Traceback" not in proc.stderr
