@@ -18,6 +18,10 @@ the largest ratio of all rows.
 
 Runs are interleaved (powmod baseline, then each step) and reported as median and min. The load
 average is printed before and after, because the machine is shared.
+
+With ``--processes P`` (default 2; 0 to skip) a third table runs the default profile with the
+daemon's process pool (``crowdmesh.daemon.cryptopool.ProcessMapper``) over chunk slices; the
+JSON then also has ``parallel_*_kb_s`` keys. The targets are for one process.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ from crowdmesh.crypto import (
     requester_open,
     task_keys,
 )
+from crowdmesh.crypto._mapper import SERIAL, Mapper
+from crowdmesh.daemon.cryptopool import ProcessMapper
 from crowdmesh.daemon.rng import SystemRng
 
 console = Console(width=120)
@@ -110,23 +116,23 @@ def bare_counts(profile: Profile) -> dict[str, dict[str, int]]:
     }
 
 
-def run_once(profile: Profile, data: bytes) -> Sample:
+def run_once(profile: Profile, data: bytes, mapper: Mapper) -> Sample:
     rng = SystemRng()
     sizes = exponent_sizes(profile)
     powmod = {bits: bare_powmod(profile, bits, 15) for bits in set(sizes.values())}
     csp, req = keygen(profile, rng), keygen(profile, rng)
     keys = task_keys(profile, csp.pk, req.pk)
     start = time.perf_counter()
-    bundle = encrypt(keys.joint, data, rng)
+    bundle = encrypt(keys.joint, data, rng, mapper=mapper)
     t_enc = time.perf_counter() - start
     if profile is PAPER:
-        (final,) = csp_process_paper(keys, csp.sk, [bundle], rng)
+        (final,) = csp_process_paper(keys, csp.sk, [bundle], rng, mapper=mapper)
         t_csp = time.perf_counter() - start - t_enc
-        plain = decrypt(profile, req.sk, final)
+        plain = decrypt(profile, req.sk, final, mapper=mapper)
     else:
-        (proven,) = csp_process(keys, csp.sk, [bundle], rng).outputs
+        (proven,) = csp_process(keys, csp.sk, [bundle], rng, mapper=mapper).outputs
         t_csp = time.perf_counter() - start - t_enc
-        plain = requester_open(keys, req.sk, proven)
+        plain = requester_open(keys, req.sk, proven, mapper=mapper)
     t_req = time.perf_counter() - start - t_enc - t_csp
     if plain != data:
         raise SystemExit("pipeline did not return the model")
@@ -164,12 +170,15 @@ def summarise(profile: Profile, samples: list[Sample], nbytes: int, chunks: int)
     return Summary({r: kb / med[r] for r in ROLES}, {r: kb / best[r] for r in ROLES}, ratios, pm)
 
 
-def print_table(profile: Profile, summary: Summary, nbytes: int, chunks: int, runs: int) -> None:
+def print_table(
+    profile: Profile, summary: Summary, nbytes: int, chunks: int, runs: int, processes: int
+) -> None:
     labels = PAPER_LABELS if profile is PAPER else LABELS
     pm = ", ".join(f"{b}-bit {us:.0f} µs" for b, us in sorted(summary.powmod_us.items()))
+    where = "one process" if processes == 1 else f"{processes} worker processes"
     table = Table(
-        title=f"profile {profile.name} ({profile.group.name}), {nbytes / 1024:.0f} KiB model, "
-        f"{chunks} chunks, {runs} runs; bare powmod: {pm}"
+        title=f"profile {profile.name} ({profile.group.name}), {where}, {nbytes / 1024:.0f} KiB "
+        f"model, {chunks} chunks, {runs} runs; bare powmod (one core): {pm}"
     )
     for col in ("step", "KB/s median", "KB/s best", "× bare powmod", "target"):
         table.add_column(col, justify="left" if col == "step" else "right")
@@ -185,17 +194,24 @@ def print_table(profile: Profile, summary: Summary, nbytes: int, chunks: int, ru
     console.print(table)
 
 
-def bench_profile(profile: Profile, kib: int, runs: int) -> Summary:
+def bench_profile(profile: Profile, kib: int, runs: int, mapper: Mapper = SERIAL) -> Summary:
     data = SystemRng().token_bytes(kib * 1024)
     chunks = (8 + len(data) + profile.group.chunk_bytes - 1) // profile.group.chunk_bytes
     samples = []
     with console.status(f"{profile.name}: run 1/{runs}") as status:
         for i in range(runs):
             status.update(f"{profile.name}: run {i + 1}/{runs}")
-            samples.append(run_once(profile, data))
+            samples.append(run_once(profile, data, mapper))
     summary = summarise(profile, samples, len(data), chunks)
-    print_table(profile, summary, len(data), chunks, runs)
+    print_table(profile, summary, len(data), chunks, runs, mapper.parallelism)
     return summary
+
+
+def bench_parallel(kib: int, runs: int, processes: int) -> dict[str, float]:
+    with ProcessMapper(processes) as pool:
+        pool.warm_up()
+        summary = bench_profile(DEFAULT, kib, runs, pool)
+    return {f"parallel_{role}_kb_s": summary.kb_s_median[role] for role in ROLES}
 
 
 def loadavg() -> str:
@@ -208,10 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kib", type=int, default=1024, help="default-profile model size")
     parser.add_argument("--paper-kib", type=int, default=16, help="paper-profile model size")
+    parser.add_argument("--processes", type=int, default=2, help="pool size for table 3 (0: skip)")
     args = parser.parse_args(argv)
     console.print(f"load average before: {loadavg()}  (cpus: {os.cpu_count()})")
     default = bench_profile(DEFAULT, args.kib, args.runs)
     paper = bench_profile(PAPER, args.paper_kib, args.runs)
+    parallel = bench_parallel(args.kib, args.runs, args.processes) if args.processes else {}
     console.print(f"load average after: {loadavg()}")
     figures = {
         "pipeline_kb_s": default.kb_s_median["pipeline"],
@@ -220,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "req_kb_s": default.kb_s_median["req"],
         "paper_pipeline_kb_s": paper.kb_s_median["pipeline"],
         "overhead_ratio": max(*default.ratio_median.values(), *paper.ratio_median.values()),
+        **parallel,
     }
     console.print(figures)
     if args.json:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from crowdmesh.crypto._mapper import SERIAL, Mapper
 from crowdmesh.crypto.elgamal import (
     Bundle,
     Progress,
@@ -113,25 +114,30 @@ def random_permutation(n: int, rng: Rng) -> tuple[int, ...]:
     return tuple(items)
 
 
-def _validate_inputs(profile: Profile, bundles: Sequence[Bundle]) -> None:
+def _validate_inputs(profile: Profile, bundles: Sequence[Bundle], mapper: Mapper) -> None:
     sizes = {len(b) for b in bundles}
     if len(sizes) > 1:
         raise ValidationError("bundle-size-mismatch", f"chunk counts {sorted(sizes)}")
     if 0 in sizes:
         raise ValidationError("bad-bundle-shape", "empty bundle")
     for bundle in bundles:
-        bundle.validate(profile.group)
+        bundle.validate(profile.group, mapper)
 
 
 def _prove_one(
-    keys: TaskKeys, sk_csp: int, bundle: Bundle, rng: Rng, progress: Progress | None
+    keys: TaskKeys,
+    sk_csp: int,
+    bundle: Bundle,
+    rng: Rng,
+    progress: Progress | None,
+    mapper: Mapper,
 ) -> ProvenBundle:
     """Blind under PK with a fresh id, ReEnc to h_req, prove the ReEnc."""
     fresh_id = rng.token_bytes(BUNDLE_ID_BYTES)
-    blinded = blind(keys.joint, bundle, rng, bundle_id=fresh_id, progress=progress)
-    out = reencrypt(keys.profile, sk_csp, blinded, progress)
+    blinded = blind(keys.joint, bundle, rng, fresh_id, progress, mapper)
+    out = reencrypt(keys.profile, sk_csp, blinded, progress, mapper)
     statement = ReencryptionStatement(keys.h_csp, fresh_id, blinded.c1, blinded.c2, out.c2)
-    proof = prove_reencryption(keys.profile, sk_csp, statement, rng)
+    proof = prove_reencryption(keys.profile, sk_csp, statement, rng, mapper)
     return ProvenBundle(fresh_id, blinded.c1, blinded.c2, out.c2, proof)
 
 
@@ -141,6 +147,7 @@ def csp_process(
     bundles: Sequence[Bundle],
     rng: Rng,
     progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> CspResult:
     """Our order: validate, blind + shuffle under PK, fresh ids, ReEnc with batched DLEQ.
 
@@ -148,9 +155,11 @@ def csp_process(
     ``bad-group-element``) if any input bundle is malformed. ``progress`` hears of every chunk
     twice: once blinded, once re-encrypted.
     """
-    _validate_inputs(keys.profile, bundles)
+    _validate_inputs(keys.profile, bundles, mapper)
     permutation = random_permutation(len(bundles), rng)
-    outputs = tuple(_prove_one(keys, sk_csp, bundles[i], rng, progress) for i in permutation)
+    outputs = tuple(
+        _prove_one(keys, sk_csp, bundles[i], rng, progress, mapper) for i in permutation
+    )
     return CspResult(outputs, permutation)
 
 
@@ -160,18 +169,27 @@ def csp_process_paper(
     bundles: Sequence[Bundle],
     rng: Rng,
     progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> tuple[Bundle, ...]:
     """The paper's order: ReEnc to h_req, then Blind under h_req; order and ids kept, no proof.
 
     ``progress`` hears of every chunk twice, as in :func:`csp_process`.
     """
     return tuple(
-        blind(keys.requester, reencrypt(keys.profile, sk_csp, b, progress), rng, progress=progress)
+        blind(
+            keys.requester,
+            reencrypt(keys.profile, sk_csp, b, progress, mapper),
+            rng,
+            progress=progress,
+            mapper=mapper,
+        )
         for b in bundles
     )
 
 
-def requester_verify(keys: TaskKeys, outputs: Sequence[ProvenBundle]) -> None:
+def requester_verify(
+    keys: TaskKeys, outputs: Sequence[ProvenBundle], mapper: Mapper = SERIAL
+) -> None:
     """Check every output's batched DLEQ, distinct ids and equal sizes.
 
     Raises ``ValidationError``: ``bad-dleq``, ``duplicate-bundle-id``, ``bundle-size-mismatch``.
@@ -181,12 +199,16 @@ def requester_verify(keys: TaskKeys, outputs: Sequence[ProvenBundle]) -> None:
     if len({len(o.c1) for o in outputs}) > 1:
         raise ValidationError("bundle-size-mismatch")
     for out in outputs:
-        verify_reencryption(keys.profile, out.statement(keys.h_csp), out.proof)
+        verify_reencryption(keys.profile, out.statement(keys.h_csp), out.proof, mapper)
 
 
 def requester_open(
-    keys: TaskKeys, sk_req: int, output: ProvenBundle, progress: Progress | None = None
+    keys: TaskKeys,
+    sk_req: int,
+    output: ProvenBundle,
+    progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> bytes:
     """Verify one output's proof, then decrypt and decode it to the model bytes."""
-    verify_reencryption(keys.profile, output.statement(keys.h_csp), output.proof)
-    return decrypt(keys.profile, sk_req, output.final, progress)
+    verify_reencryption(keys.profile, output.statement(keys.h_csp), output.proof, mapper)
+    return decrypt(keys.profile, sk_req, output.final, progress, mapper)

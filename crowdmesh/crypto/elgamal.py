@@ -10,19 +10,31 @@ Invariants:
 - Which exponentiation is used follows the profile: fixed-base tables for g, PK and h_req in
   ``default``; plain powmods (list functions, GIL released) in ``paper``. Variable-base work
   (ReEnc, Dec) always runs in ``powmod_base_list``, which releases the GIL.
-- Long bundle operations accept ``progress``, a callback told how many chunks were just done.
+- Long bundle operations accept ``progress``, a callback told how many chunks were just done,
+  and a ``mapper`` that runs their slices (serially by default, or on a process pool supplied
+  by the daemon). Secret nonces are drawn by the caller before slicing, so the output does not
+  depend on the mapper. A :class:`PublicKey` pickles as (profile, h) and is rebuilt, tables
+  included, at most once per process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from crowdmesh.crypto import _gmp
 from crowdmesh.crypto._fixedbase import Exponentiator, FixedBase, PlainBase
+from crowdmesh.crypto._mapper import SERIAL, Mapper, split
 from crowdmesh.crypto.encoding import decode, encode
-from crowdmesh.crypto.groups import Group, Profile, batch_invert, pow_bases, validate_element
+from crowdmesh.crypto.groups import (
+    Group,
+    Profile,
+    batch_invert,
+    is_element,
+    pow_bases,
+    validate_element,
+)
 from crowdmesh.crypto.rng import Rng
 from crowdmesh.errors import ValidationError
 
@@ -70,11 +82,18 @@ class Bundle:
     def __len__(self) -> int:
         return len(self.c1)
 
-    def validate(self, group: Group) -> None:
+    def validate(self, group: Group, mapper: Mapper = SERIAL) -> None:
         """Raise ``ValidationError('bad-group-element')`` unless every component is in the
         QR subgroup (a non-residue would survive blinding and tag the bundle)."""
-        for v in (*self.c1, *self.c2):
-            validate_element(group, v)
+        values = (*self.c1, *self.c2)
+        jobs = [(group, values[s]) for s in split(len(values), 2 * SLICE)]
+        if not all(mapper.map(_all_elements_job, jobs)):
+            raise ValidationError("bad-group-element", f"in bundle {self.bundle_id.hex()}")
+
+
+def _all_elements_job(job: tuple[Group, Sequence[int]]) -> bool:
+    group, values = job
+    return all(is_element(group, v) for v in values)
 
 
 class PublicKey:
@@ -87,6 +106,15 @@ class PublicKey:
         self.profile = profile
         self.h = _gmp.mpz(h)
         self.exp: Exponentiator = _exponentiator(profile, self.h)
+
+    def __reduce__(self) -> tuple[Callable[[Profile, int], PublicKey], tuple[Profile, int]]:
+        # Ship (profile, h), not the 3.4 MB table; the receiving process builds it once.
+        return _cached_public_key, (self.profile, self.h)
+
+
+@lru_cache(maxsize=4)
+def _cached_public_key(profile: Profile, h: int) -> PublicKey:
+    return PublicKey(profile, h)
 
 
 def _exponentiator(profile: Profile, base: int) -> Exponentiator:
@@ -125,40 +153,36 @@ def joint_key(group: Group, *keys: int) -> int:
     return acc
 
 
-def _slices(n: int) -> Iterator[slice]:
-    for start in range(0, n, SLICE):
-        yield slice(start, min(n, start + SLICE))
-
-
 def _report(progress: Progress | None, done: int) -> None:
     if progress is not None:
         progress(done)
 
 
-def _mask(
-    pk: PublicKey, left: Sequence[int], right: Sequence[int], rng: Rng
-) -> tuple[list[int], list[int]]:
-    """(left_i·g^r_i, right_i·h^r_i) with fresh r_i: Enc when left = 1, Blind otherwise."""
+_MaskJob = tuple[PublicKey, Sequence[int] | None, Sequence[int], Sequence[int]]
+
+
+def _mask_job(job: _MaskJob) -> tuple[list[int], list[int]]:
+    """(left_i·g^r_i, right_i·h^r_i): Enc when left is None (all ones), Blind otherwise."""
+    pk, left, right, rs = job
     p = pk.profile.group.p
-    rs = [pk.profile.random_exponent(rng) for _ in left]
     gs, hs = generator(pk.profile).pow_many(rs), pk.exp.pow_many(rs)
-    return (
-        [a * b % p for a, b in zip(left, gs, strict=True)],
-        [a * b % p for a, b in zip(right, hs, strict=True)],
-    )
+    c1 = gs if left is None else [a * b % p for a, b in zip(left, gs, strict=True)]
+    return c1, [a * b % p for a, b in zip(right, hs, strict=True)]
 
 
-def _mask_sliced(
+def _mask_all(
     pk: PublicKey,
-    left: Sequence[int],
+    left: Sequence[int] | None,
     right: Sequence[int],
     rng: Rng,
     progress: Progress | None,
+    mapper: Mapper,
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    rs = [pk.profile.random_exponent(rng) for _ in right]  # drawn here: mapper-independent
+    jobs = [(pk, None if left is None else left[s], right[s], rs[s]) for s in split(len(rs), SLICE)]
     c1: list[int] = []
     c2: list[int] = []
-    for s in _slices(len(right)):
-        a, b = _mask(pk, left[s], right[s], rng)
+    for a, b in mapper.map(_mask_job, jobs):
         c1 += a
         c2 += b
         _report(progress, len(a))
@@ -171,10 +195,10 @@ def encrypt_elements(
     rng: Rng,
     bundle_id: bytes = b"",
     progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> Bundle:
     """Encrypt group elements chunk by chunk, each with a fresh r."""
-    ones = [_gmp.mpz(1)] * len(ms)
-    return Bundle(bundle_id, *_mask_sliced(pk, ones, ms, rng, progress))
+    return Bundle(bundle_id, *_mask_all(pk, None, ms, rng, progress, mapper))
 
 
 def encrypt(
@@ -184,10 +208,11 @@ def encrypt(
     chunks: int | None = None,
     bundle_id: bytes = b"",
     progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> Bundle:
     """Encode ``data`` (padded to ``chunks`` elements if given) and encrypt it under pk."""
     ms = encode(pk.profile.group, data, chunks)
-    return encrypt_elements(pk, ms, rng, bundle_id, progress)
+    return encrypt_elements(pk, ms, rng, bundle_id, progress, mapper)
 
 
 def blind(
@@ -196,40 +221,67 @@ def blind(
     rng: Rng,
     bundle_id: bytes | None = None,
     progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> Bundle:
     """Re-randomise every chunk under pk (the key it is encrypted under) with a fresh r'."""
-    c1, c2 = _mask_sliced(pk, bundle.c1, bundle.c2, rng, progress)
+    c1, c2 = _mask_all(pk, bundle.c1, bundle.c2, rng, progress, mapper)
     return Bundle(bundle.bundle_id if bundle_id is None else bundle_id, c1, c2)
 
 
+def _strip_job(job: tuple[Group, int, Sequence[int], Sequence[int]]) -> list[int]:
+    """c2_i / c1_i^sk for one slice: powmods in C (GIL released), one batched inversion."""
+    group, sk, c1, c2 = job
+    p = group.p
+    inverses = batch_invert(pow_bases(c1, sk, p), p)
+    return [a * b % p for a, b in zip(c2, inverses, strict=True)]
+
+
 def _strip_key(
-    group: Group, sk: int, c1: Sequence[int], c2: Sequence[int], progress: Progress | None
+    group: Group,
+    sk: int,
+    c1: Sequence[int],
+    c2: Sequence[int],
+    progress: Progress | None,
+    mapper: Mapper,
 ) -> list[int]:
     """c2_i / c1_i^sk for every chunk (shared by ReEnc and Dec)."""
-    p = group.p
     out: list[int] = []
-    for s in _slices(len(c1)):
-        inverses = batch_invert(pow_bases(c1[s], sk, p), p)
-        out += [a * b % p for a, b in zip(c2[s], inverses, strict=True)]
-        _report(progress, len(inverses))
+    jobs = [(group, sk, c1[s], c2[s]) for s in split(len(c1), SLICE)]
+    for part in mapper.map(_strip_job, jobs):
+        out += part
+        _report(progress, len(part))
     return out
 
 
 def reencrypt(
-    profile: Profile, sk_csp: int, bundle: Bundle, progress: Progress | None = None
+    profile: Profile,
+    sk_csp: int,
+    bundle: Bundle,
+    progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> Bundle:
     """ReEnc: from PK = h_csp·h_req to h_req by stripping sk_csp; c1 stays as it is."""
-    c2 = _strip_key(profile.group, sk_csp, bundle.c1, bundle.c2, progress)
+    c2 = _strip_key(profile.group, sk_csp, bundle.c1, bundle.c2, progress, mapper)
     return Bundle(bundle.bundle_id, bundle.c1, tuple(c2))
 
 
 def decrypt_elements(
-    profile: Profile, sk: int, bundle: Bundle, progress: Progress | None = None
+    profile: Profile,
+    sk: int,
+    bundle: Bundle,
+    progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
 ) -> list[int]:
     """Dec to group elements: m_i = c2_i / c1_i^sk."""
-    return _strip_key(profile.group, sk, bundle.c1, bundle.c2, progress)
+    return _strip_key(profile.group, sk, bundle.c1, bundle.c2, progress, mapper)
 
 
-def decrypt(profile: Profile, sk: int, bundle: Bundle, progress: Progress | None = None) -> bytes:
+def decrypt(
+    profile: Profile,
+    sk: int,
+    bundle: Bundle,
+    progress: Progress | None = None,
+    mapper: Mapper = SERIAL,
+) -> bytes:
     """Dec and decode to the original bytes; raises ``DecodeError`` on a malformed plaintext."""
-    return decode(profile.group, decrypt_elements(profile, sk, bundle, progress))
+    return decode(profile.group, decrypt_elements(profile, sk, bundle, progress, mapper))

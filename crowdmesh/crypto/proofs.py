@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Self
 
 from crowdmesh.crypto import _gmp
+from crowdmesh.crypto._mapper import SERIAL, Mapper, split
 from crowdmesh.crypto._multiexp import multiexp
 from crowdmesh.crypto.groups import Group, Profile, batch_invert, is_element, released_gil
 from crowdmesh.crypto.rng import Rng
@@ -218,10 +219,23 @@ def batch_weights(statement_hash: bytes, count: int) -> list[bytes]:
     return [stream[i : i + _CHALLENGE_BYTES] for i in range(0, len(stream), _CHALLENGE_BYTES)]
 
 
-def _combine(group: Group, bases: Sequence[int], weights: Sequence[bytes]) -> int:
-    """∏ b_i^{z_i}, squared so the result lies in the QR subgroup whatever the inputs were."""
-    combined = multiexp(bases, weights, group.p)
-    return combined * combined % group.p
+def _multiexp_job(job: tuple[Sequence[int], Sequence[bytes], int]) -> int:
+    return multiexp(*job)
+
+
+def _combine(group: Group, bases: Sequence[int], weights: Sequence[bytes], mapper: Mapper) -> int:
+    """∏ b_i^{z_i}, squared so the result lies in the QR subgroup whatever the inputs were.
+
+    With a parallel mapper the product is split into one partial multi-exponentiation per
+    worker (each pays the bucket overhead once, so only large batches are split).
+    """
+    p = group.p
+    parts = mapper.parallelism if len(bases) >= 1024 * mapper.parallelism else 1
+    jobs = [(bases[s], weights[s], p) for s in split(len(bases), -(-len(bases) // parts))]
+    combined = _gmp.mpz(1)
+    for partial in mapper.map(_multiexp_job, jobs):
+        combined = combined * partial % p
+    return combined * combined % p
 
 
 def _dleq_challenge(group: Group, statement_hash: bytes, h_csp: int, *points: int) -> int:
@@ -237,7 +251,11 @@ def _shares(group: Group, c2: Sequence[int], c2_out: Sequence[int]) -> list[int]
 
 
 def prove_reencryption(
-    gp: GroupOrProfile, sk_csp: int, st: ReencryptionStatement, rng: Rng
+    gp: GroupOrProfile,
+    sk_csp: int,
+    st: ReencryptionStatement,
+    rng: Rng,
+    mapper: Mapper = SERIAL,
 ) -> DleqProof:
     """Prove every c2'_i = c2_i / c1_i^sk_csp with one DLEQ on a random linear combination.
 
@@ -246,7 +264,7 @@ def prove_reencryption(
     group = _group(gp)
     p = group.p
     t = _statement_hash(group, st)
-    cc = _combine(group, st.c1, batch_weights(t, len(st.c1)))
+    cc = _combine(group, st.c1, batch_weights(t, len(st.c1)), mapper)
     k = _nonce(gp, rng)
     with released_gil():
         dd = _gmp.powmod(cc, sk_csp, p)
@@ -264,7 +282,9 @@ def _check_shape(group: Group, st: ReencryptionStatement, proof: DleqProof) -> N
         raise ValidationError("bad-dleq", "ciphertext component out of range")
 
 
-def verify_reencryption(gp: GroupOrProfile, st: ReencryptionStatement, proof: DleqProof) -> None:
+def verify_reencryption(
+    gp: GroupOrProfile, st: ReencryptionStatement, proof: DleqProof, mapper: Mapper = SERIAL
+) -> None:
     """Check a batched ReEnc proof; raises ``ValidationError('bad-dleq')``.
 
     C and D are squared, which maps them into the prime-order subgroup without a per-element
@@ -279,8 +299,8 @@ def verify_reencryption(gp: GroupOrProfile, st: ReencryptionStatement, proof: Dl
         raise ValidationError("bad-dleq", "response out of range")
     t = _statement_hash(group, st)
     weights = batch_weights(t, len(st.c1))
-    cc = _combine(group, st.c1, weights)
-    dd = _combine(group, _shares(group, st.c2, st.c2_out), weights)
+    cc = _combine(group, st.c1, weights, mapper)
+    dd = _combine(group, _shares(group, st.c2, st.c2_out), weights, mapper)
     a = _div_pow(group.g, proof.s, st.h_csp, proof.e, group.p)
     b = _div_pow(cc, proof.s, dd, proof.e, group.p)
     if _dleq_challenge(group, t, st.h_csp, cc, dd, a, b) != proof.e:
