@@ -26,10 +26,12 @@ from crowdmesh.crypto.elgamal import (
     blind,
     decrypt,
     joint_key,
+    pack_columns,
     public_key,
     reencrypt,
+    unpack_columns,
 )
-from crowdmesh.crypto.groups import Profile
+from crowdmesh.crypto.groups import Group, Profile
 from crowdmesh.crypto.proofs import (
     DleqProof,
     ReencryptionStatement,
@@ -82,6 +84,17 @@ class ProvenBundle:
     def final(self) -> Bundle:
         """The ciphertext under h_req, (c1, c2_out): what the requester decrypts."""
         return Bundle(self.bundle_id, self.c1, self.c2_out)
+
+    def to_bytes(self, group: Group) -> bytes:
+        """Wire form: the three columns as in ``Bundle.to_bytes``, then the proof bytes."""
+        columns = (self.c1, self.c2, self.c2_out)
+        return pack_columns(group, self.bundle_id, columns) + self.proof.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, group: Group, data: bytes, max_chunks: int) -> ProvenBundle:
+        """Strict parse (``DecodeError``); the proof is checked by ``requester_verify``."""
+        bundle_id, (c1, c2, c2_out), rest = unpack_columns(group, data, 3, max_chunks)
+        return cls(bundle_id, c1, c2, c2_out, DleqProof.from_bytes(rest))
 
     def statement(self, h_csp: int) -> ReencryptionStatement:
         """The batched DLEQ statement this bundle's proof claims."""

@@ -26,7 +26,7 @@ from functools import lru_cache
 from crowdmesh.crypto import _gmp
 from crowdmesh.crypto._fixedbase import Exponentiator, FixedBase, PlainBase
 from crowdmesh.crypto._mapper import SERIAL, Mapper, split
-from crowdmesh.crypto.encoding import decode, encode
+from crowdmesh.crypto.encoding import decode, elements_from_bytes, elements_to_bytes, encode
 from crowdmesh.crypto.groups import (
     Group,
     Profile,
@@ -36,7 +36,7 @@ from crowdmesh.crypto.groups import (
     validate_element,
 )
 from crowdmesh.crypto.rng import Rng
-from crowdmesh.errors import ValidationError
+from crowdmesh.errors import DecodeError, UsageError, ValidationError
 
 __all__ = [
     "Bundle",
@@ -51,8 +51,10 @@ __all__ = [
     "generator",
     "joint_key",
     "keygen",
+    "pack_columns",
     "public_key",
     "reencrypt",
+    "unpack_columns",
 ]
 
 Progress = Callable[[int], None]
@@ -82,6 +84,18 @@ class Bundle:
     def __len__(self) -> int:
         return len(self.c1)
 
+    def to_bytes(self, group: Group) -> bytes:
+        """Wire form: u8 id length ‖ id ‖ u32 chunk count ‖ c1 column ‖ c2 column."""
+        return pack_columns(group, self.bundle_id, (self.c1, self.c2))
+
+    @classmethod
+    def from_bytes(cls, group: Group, data: bytes, max_chunks: int) -> Bundle:
+        """Strict parse (``DecodeError``); the subgroup check is :meth:`validate`."""
+        bundle_id, (c1, c2), rest = unpack_columns(group, data, 2, max_chunks)
+        if rest:
+            raise DecodeError("bad-bundle-encoding", "trailing bytes")
+        return cls(bundle_id, c1, c2)
+
     def validate(self, group: Group, mapper: Mapper = SERIAL) -> None:
         """Raise ``ValidationError('bad-group-element')`` unless every component is in the
         QR subgroup (a non-residue would survive blinding and tag the bundle)."""
@@ -89,6 +103,37 @@ class Bundle:
         jobs = [(group, values[s]) for s in split(len(values), 2 * SLICE)]
         if not all(mapper.map(_all_elements_job, jobs)):
             raise ValidationError("bad-group-element", f"in bundle {self.bundle_id.hex()}")
+
+
+def pack_columns(group: Group, bundle_id: bytes, columns: Sequence[Sequence[int]]) -> bytes:
+    """u8 id length ‖ id ‖ u32 count ‖ each column's elements (all columns equally long)."""
+    if len(bundle_id) > 255 or len({len(c) for c in columns}) != 1:
+        raise UsageError("bad-bundle-shape", "id over 255 bytes or unequal columns")
+    head = bytes([len(bundle_id)]) + bundle_id + len(columns[0]).to_bytes(4, "big")
+    return head + b"".join(elements_to_bytes(group, c) for c in columns)
+
+
+def unpack_columns(
+    group: Group, data: bytes, ncolumns: int, max_chunks: int
+) -> tuple[bytes, list[tuple[int, ...]], bytes]:
+    """Inverse of :func:`pack_columns`; returns (id, columns, remaining bytes).
+
+    Raises ``DecodeError('bad-bundle-encoding')`` on truncation or a count over ``max_chunks``
+    (checked before any element is parsed), and ``bad-element-encoding`` on a value ∉ (0, p).
+    """
+    if not data or len(data) < 1 + data[0] + 4:
+        raise DecodeError("bad-bundle-encoding", "truncated header")
+    id_end = 1 + data[0]
+    count = int.from_bytes(data[id_end : id_end + 4], "big")
+    body = id_end + 4
+    size = count * group.element_bytes
+    if count > max_chunks or len(data) < body + ncolumns * size:
+        raise DecodeError("bad-bundle-encoding", f"{count} chunks (cap {max_chunks}) or truncated")
+    columns = [
+        tuple(elements_from_bytes(group, data[body + i * size : body + (i + 1) * size]))
+        for i in range(ncolumns)
+    ]
+    return data[1:id_end], columns, data[body + ncolumns * size :]
 
 
 def _all_elements_job(job: tuple[Group, Sequence[int]]) -> bool:

@@ -13,6 +13,10 @@ Decoding is strict and raises :class:`~crowdmesh.errors.DecodeError` with a stab
 ``bad-group-element`` (outside the subgroup), ``bad-chunk-value`` (x > 2^(8k)), ``bad-length``
 (the header claims more bytes than the buffer holds), ``bad-padding`` (non-zero bytes after the
 data) and ``empty-encoding`` (no element at all).
+
+Separately, :func:`elements_to_bytes` / :func:`elements_from_bytes` are the wire form of element
+lists (fixed-length big-endian, ``element_bytes`` each); parsing checks 0 < v < p
+(``bad-element-encoding``) but leaves the costlier subgroup test to the consumer.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ from crowdmesh.crypto import _gmp
 from crowdmesh.crypto.groups import Group
 from crowdmesh.errors import DecodeError, UsageError
 
-__all__ = ["LENGTH_HEADER_BYTES", "chunks_needed", "decode", "encode"]
+__all__ = [
+    "LENGTH_HEADER_BYTES",
+    "chunks_needed",
+    "decode",
+    "elements_from_bytes",
+    "elements_to_bytes",
+    "encode",
+]
 
 LENGTH_HEADER_BYTES = 8
 
@@ -78,3 +89,21 @@ def decode(group: Group, elements: Sequence[int]) -> bytes:
     if buf[end:].strip(b"\0"):
         raise DecodeError("bad-padding", "non-zero bytes after the data")
     return buf[LENGTH_HEADER_BYTES:end]
+
+
+def elements_to_bytes(group: Group, values: Sequence[int]) -> bytes:
+    """Concatenated fixed-length big-endian encodings of group elements."""
+    n = group.element_bytes
+    return b"".join(int(v).to_bytes(n, "big") for v in values)
+
+
+def elements_from_bytes(group: Group, data: bytes) -> list[int]:
+    """Strict inverse of :func:`elements_to_bytes`; raises ``DecodeError('bad-element-encoding')``
+    on a length that is not a multiple of the element size or a value outside (0, p)."""
+    n = group.element_bytes
+    if len(data) % n:
+        raise DecodeError("bad-element-encoding", f"{len(data)} bytes is not a multiple of {n}")
+    out = [_gmp.mpz(int.from_bytes(data[i : i + n], "big")) for i in range(0, len(data), n)]
+    if any(not 0 < v < group.p for v in out):
+        raise DecodeError("bad-element-encoding", "value outside (0, p)")
+    return out

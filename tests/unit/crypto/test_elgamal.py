@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from crowdmesh.crypto import _gmp
 from crowdmesh.crypto.csp import (
     BUNDLE_ID_BYTES,
+    ProvenBundle,
     TaskKeys,
     csp_process,
     csp_process_paper,
@@ -251,3 +252,28 @@ def test_chunk_counts_follow_encoding() -> None:
     _, _, keys = setup(DEFAULT)
     bundle = encrypt(keys.joint, bytes(1000), DeterministicRng(16))
     assert len(bundle) == chunks_needed(DEFAULT.group, 1000) == 3
+
+
+def test_bundle_and_proven_bundle_wire_round_trip_and_strictness() -> None:
+    csp, req, keys = setup(DEFAULT)
+    group = DEFAULT.group
+    _, bundles = make_bundles(keys, 1, chunks=2, seed=18)
+    raw = bundles[0].to_bytes(group)
+    assert len(raw) == 1 + len(b"worker-0") + 4 + 2 * 2 * group.element_bytes
+    assert Bundle.from_bytes(group, raw, max_chunks=2) == bundles[0]
+    (out,) = csp_process(keys, csp.sk, bundles, DeterministicRng(19)).outputs
+    parsed = ProvenBundle.from_bytes(group, out.to_bytes(group), max_chunks=2)
+    assert parsed == out and requester_open(keys, req.sk, parsed) == b"\0" * 50
+    p_bytes = group.p.to_bytes(group.element_bytes, "big")
+    bad_inputs = {
+        "bad-bundle-encoding": [b"", raw[:5], raw[:-1], raw + b"\0"],
+        "bad-element-encoding": [raw[: -group.element_bytes] + p_bytes],
+    }
+    for code, inputs in bad_inputs.items():
+        for data in inputs:
+            with pytest.raises(DecodeError) as exc:
+                Bundle.from_bytes(group, data, max_chunks=2)
+            assert exc.value.code == code
+    with pytest.raises(DecodeError) as exc:
+        Bundle.from_bytes(group, raw, max_chunks=1)  # over the caller's cap: refused unparsed
+    assert exc.value.code == "bad-bundle-encoding"
