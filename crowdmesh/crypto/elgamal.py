@@ -19,14 +19,21 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from crowdmesh.crypto import _gmp
 from crowdmesh.crypto._fixedbase import Exponentiator, FixedBase, PlainBase
 from crowdmesh.crypto._mapper import SERIAL, Mapper, split
-from crowdmesh.crypto.encoding import decode, elements_from_bytes, elements_to_bytes, encode
+from crowdmesh.crypto.encoding import (
+    decode_buffer,
+    elements_from_bytes,
+    elements_to_bytes,
+    encode_buffer,
+    pad,
+    unpad,
+)
 from crowdmesh.crypto.groups import (
     Group,
     Profile,
@@ -215,6 +222,18 @@ def _mask_job(job: _MaskJob) -> tuple[list[int], list[int]]:
     return c1, [a * b % p for a, b in zip(right, hs, strict=True)]
 
 
+def _collect(
+    results: Iterable[tuple[list[int], list[int]]], progress: Progress | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    c1: list[int] = []
+    c2: list[int] = []
+    for a, b in results:
+        c1 += a
+        c2 += b
+        _report(progress, len(a))
+    return tuple(c1), tuple(c2)
+
+
 def _mask_all(
     pk: PublicKey,
     left: Sequence[int] | None,
@@ -225,13 +244,13 @@ def _mask_all(
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     rs = [pk.profile.random_exponent(rng) for _ in right]  # drawn here: mapper-independent
     jobs = [(pk, None if left is None else left[s], right[s], rs[s]) for s in split(len(rs), SLICE)]
-    c1: list[int] = []
-    c2: list[int] = []
-    for a, b in mapper.map(_mask_job, jobs):
-        c1 += a
-        c2 += b
-        _report(progress, len(a))
-    return tuple(c1), tuple(c2)
+    return _collect(mapper.map(_mask_job, jobs), progress)
+
+
+def _encrypt_job(job: tuple[PublicKey, bytes, Sequence[int]]) -> tuple[list[int], list[int]]:
+    """Encode one slice of the padded buffer and encrypt it (encoding runs in the job too)."""
+    pk, buf, rs = job
+    return _mask_job((pk, None, encode_buffer(pk.profile.group, buf), rs))
 
 
 def encrypt_elements(
@@ -256,8 +275,11 @@ def encrypt(
     mapper: Mapper = SERIAL,
 ) -> Bundle:
     """Encode ``data`` (padded to ``chunks`` elements if given) and encrypt it under pk."""
-    ms = encode(pk.profile.group, data, chunks)
-    return encrypt_elements(pk, ms, rng, bundle_id, progress, mapper)
+    k = pk.profile.group.chunk_bytes
+    buf = pad(pk.profile.group, data, chunks)
+    rs = [pk.profile.random_exponent(rng) for _ in range(len(buf) // k)]
+    jobs = [(pk, buf[s.start * k : s.stop * k], rs[s]) for s in split(len(rs), SLICE)]
+    return Bundle(bundle_id, *_collect(mapper.map(_encrypt_job, jobs), progress))
 
 
 def blind(
@@ -329,4 +351,21 @@ def decrypt(
     mapper: Mapper = SERIAL,
 ) -> bytes:
     """Dec and decode to the original bytes; raises ``DecodeError`` on a malformed plaintext."""
-    return decode(profile.group, decrypt_elements(profile, sk, bundle, progress, mapper))
+    group = profile.group
+    jobs = [(group, sk, bundle.c1[s], bundle.c2[s]) for s in split(len(bundle), SLICE)]
+    parts: list[bytes] = []
+    for part in mapper.map(_decrypt_job, jobs):
+        if isinstance(part, tuple):
+            raise DecodeError(*part)
+        parts.append(part)
+        _report(progress, len(part) // group.chunk_bytes)
+    return unpad(b"".join(parts))
+
+
+def _decrypt_job(job: tuple[Group, int, Sequence[int], Sequence[int]]) -> bytes | tuple[str, str]:
+    """Dec and element decoding of one slice. A decoding failure comes back as (code, detail):
+    crowdmesh errors do not survive pickling across a process pool with their code intact."""
+    try:
+        return decode_buffer(job[0], _strip_job(job))
+    except DecodeError as exc:
+        return exc.code, exc.detail

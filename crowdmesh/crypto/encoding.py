@@ -31,9 +31,13 @@ __all__ = [
     "LENGTH_HEADER_BYTES",
     "chunks_needed",
     "decode",
+    "decode_buffer",
     "elements_from_bytes",
     "elements_to_bytes",
     "encode",
+    "encode_buffer",
+    "pad",
+    "unpad",
 ]
 
 LENGTH_HEADER_BYTES = 8
@@ -45,8 +49,8 @@ def chunks_needed(group: Group, nbytes: int) -> int:
     return (LENGTH_HEADER_BYTES + nbytes + k - 1) // k
 
 
-def encode(group: Group, data: bytes, chunks: int | None = None) -> list[int]:
-    """Encode bytes as QR-subgroup elements, padded to ``chunks`` elements if given.
+def pad(group: Group, data: bytes, chunks: int | None = None) -> bytes:
+    """The buffer: 8-byte length ‖ data ‖ zeros, ``chunks`` × k bytes (default: as few as fit).
 
     Raises ``UsageError('bundle-too-large')`` if the data needs more than ``chunks`` elements.
     """
@@ -54,15 +58,23 @@ def encode(group: Group, data: bytes, chunks: int | None = None) -> list[int]:
     count = need if chunks is None else chunks
     if count < need:
         raise UsageError("bundle-too-large", f"{len(data)} bytes need {need} > {count} chunks")
-    k = group.chunk_bytes
     buf = len(data).to_bytes(LENGTH_HEADER_BYTES, "big") + data
-    buf += bytes(count * k - len(buf))
-    p = group.p
+    return buf + bytes(count * group.chunk_bytes - len(buf))
+
+
+def encode_buffer(group: Group, buf: bytes) -> list[int]:
+    """Map each k-byte chunk v of a padded buffer to x = v + 1 or p − x, whichever is a QR."""
+    k, p = group.chunk_bytes, group.p
     out = []
     for i in range(0, len(buf), k):
         x = _gmp.mpz(int.from_bytes(buf[i : i + k], "big") + 1)
         out.append(x if _gmp.legendre(x, p) == 1 else p - x)
     return out
+
+
+def encode(group: Group, data: bytes, chunks: int | None = None) -> list[int]:
+    """Encode bytes as QR-subgroup elements, padded to ``chunks`` elements if given."""
+    return encode_buffer(group, pad(group, data, chunks))
 
 
 def _chunk_value(group: Group, y: int) -> int:
@@ -76,12 +88,16 @@ def _chunk_value(group: Group, y: int) -> int:
     return x - 1
 
 
-def decode(group: Group, elements: Sequence[int]) -> bytes:
-    """Inverse of :func:`encode` (including padding); raises ``DecodeError`` as listed above."""
-    if not elements:
-        raise DecodeError("empty-encoding", "no elements")
+def decode_buffer(group: Group, elements: Sequence[int]) -> bytes:
+    """The padded buffer behind elements (inverse of :func:`encode_buffer`), checked."""
     k = group.chunk_bytes
-    buf = b"".join(int(_chunk_value(group, y)).to_bytes(k, "big") for y in elements)
+    return b"".join(int(_chunk_value(group, y)).to_bytes(k, "big") for y in elements)
+
+
+def unpad(buf: bytes) -> bytes:
+    """The data inside a padded buffer (inverse of :func:`pad`), checked."""
+    if not buf:
+        raise DecodeError("empty-encoding", "no elements")
     length = int.from_bytes(buf[:LENGTH_HEADER_BYTES], "big")
     end = LENGTH_HEADER_BYTES + length
     if end > len(buf):
@@ -89,6 +105,11 @@ def decode(group: Group, elements: Sequence[int]) -> bytes:
     if buf[end:].strip(b"\0"):
         raise DecodeError("bad-padding", "non-zero bytes after the data")
     return buf[LENGTH_HEADER_BYTES:end]
+
+
+def decode(group: Group, elements: Sequence[int]) -> bytes:
+    """Inverse of :func:`encode` (including padding); raises ``DecodeError`` as listed above."""
+    return unpad(decode_buffer(group, elements))
 
 
 def elements_to_bytes(group: Group, values: Sequence[int]) -> bytes:

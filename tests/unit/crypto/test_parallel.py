@@ -9,6 +9,7 @@ import pytest
 from crowdmesh.crypto import (
     DEFAULT,
     csp_process,
+    decrypt,
     encrypt,
     keygen,
     requester_open,
@@ -19,6 +20,7 @@ from crowdmesh.crypto._mapper import SERIAL
 from crowdmesh.crypto.proofs import _combine
 from crowdmesh.crypto.rng import DeterministicRng
 from crowdmesh.daemon.cryptopool import ProcessMapper
+from crowdmesh.errors import DecodeError
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +57,14 @@ def test_pool_splits_large_multiexp(pool: ProcessMapper) -> None:
 def test_mapper_rejects_zero_processes() -> None:
     with pytest.raises(ValueError):
         ProcessMapper(0)
+
+
+def test_decoding_errors_cross_the_pool_with_their_code(pool: ProcessMapper) -> None:
+    rng = DeterministicRng(4)
+    right, wrong = keygen(DEFAULT, rng), keygen(DEFAULT, rng)
+    bundle = encrypt(task_keys(DEFAULT, right.pk, right.pk).requester, b"secret", rng)
+    for extra in ({}, {"mapper": pool}):
+        with pytest.raises(DecodeError) as exc:
+            decrypt(DEFAULT, wrong.sk, bundle, **extra)
+        assert exc.value.code == "bad-chunk-value"
+        assert decrypt(DEFAULT, right.sk, bundle, **extra) == b"secret"
