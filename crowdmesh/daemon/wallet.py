@@ -4,9 +4,10 @@ Rule 1: keys live in a :class:`Keystore` (``<data_dir>/keys``, files 0600); secr
 to the daemon: ``send`` signs locally and submits only the signed transaction.
 Rule 2: a passphrase is read from the environment variable named by ``--passphrase-env``
 (never from argv, where ``ps`` would show it); without it keys are stored unencrypted.
-Rule 3: the nonce comes from the daemon (``pending_nonce`` if it reports one, which counts the
-sender's mempool transactions, else ``nonce``), the chain id from ``status``, and the default
-fee is the minimum: intrinsic gas × ``min_gas_price``.
+Rule 3: the nonce is ``--nonce`` or comes from the daemon (``pending_nonce`` if it reports one,
+which counts the sender's mempool transactions, else the head-state ``nonce``; so several sends
+before a block need ``--nonce``), the chain id from ``status``, and the default fee is the
+minimum: intrinsic gas × ``min_gas_price``.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ async def send_transfer(args: argparse.Namespace, rpc: Rpc) -> Any:
         raise UsageError("bad-amount", "amount must be positive")
     status = await rpc(args, "status", None)
     account = await rpc(args, "balance", [key.public.hex()])
-    nonce = int(account.get("pending_nonce", account.get("nonce", 0)))
+    nonce = args.nonce if args.nonce is not None else int(
+        account.get("pending_nonce", account.get("nonce", 0)))
     chain_id = str(status["chain_id"])
     payload = transfer_payload(to, args.amount)
     fee = args.fee
