@@ -1,4 +1,4 @@
-"""``python -m crowdmesh.daemon.demo_testnet``: a 5-daemon testnet doing real work, then a clean stop.
+"""``python -m crowdmesh.daemon.demo_testnet``: 5 daemons doing real work, then a clean stop.
 
 What it shows, in order: five daemons start on 127.0.0.1 (line topology, every node a miner in
 ``on-demand`` mode) and converge on genesis; transfers between funded accounts are submitted to
