@@ -1,6 +1,6 @@
 """``make demo``: the CrowdSFL crypto walk-through, one worker, the CSP and the requester.
 
-Run as ``python -m crowdmesh.daemon.demo [--kib K] [--profile default|paper]``. It:
+Run as ``python -m crowdmesh.daemon.demo [--kib K] [--profile default|paper] [--processes P]``:
 1. registers the CSP's and the requester's ElGamal keys with Schnorr proofs of knowledge (and
    shows a rogue requester key h_req = g^x / h_csp being refused), then forms PK = h_csp·h_req;
 2. has a worker encrypt a float32 numpy model (1 MiB by default) under PK;
@@ -8,7 +8,8 @@ Run as ``python -m crowdmesh.daemon.demo [--kib K] [--profile default|paper]``. 
    to h_req and prove it with one batched Chaum–Pedersen DLEQ (our order);
 4. has the requester verify the proof, decrypt, decode, and compare the model bit for bit.
 Randomness comes from the OS CSPRNG (:class:`~crowdmesh.daemon.rng.SystemRng`). Sizes and
-timings are printed as tables; long steps show progress bars.
+timings are printed as tables; long steps show progress bars. ``--processes 2`` runs the chunk
+slices on the daemon's process pool (:mod:`crowdmesh.daemon.cryptopool`).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from crowdmesh.crypto import (
     task_keys,
     verify_key_pok,
 )
+from crowdmesh.crypto._mapper import SERIAL, Mapper
 from crowdmesh.crypto.csp import BUNDLE_ID_BYTES
 from crowdmesh.crypto.elgamal import decrypt
 from crowdmesh.crypto.proofs import verify_reencryption
+from crowdmesh.daemon.cryptopool import ProcessMapper
 from crowdmesh.daemon.rng import SystemRng
 from crowdmesh.errors import ValidationError
 
@@ -121,10 +124,12 @@ def make_model(kib: int, rng: SystemRng) -> npt.NDArray[np.float32]:
     return np.random.default_rng(seed).standard_normal(kib * 256, dtype=np.float32)
 
 
-def run_csp(keys: TaskKeys, csp: KeyPair, upload: Bundle, rng: SystemRng) -> ProvenBundle:
+def run_csp(
+    keys: TaskKeys, csp: KeyPair, upload: Bundle, rng: SystemRng, mapper: Mapper
+) -> ProvenBundle:
     """The CSP's step in our order; the permutation stays here, only the output leaves."""
     with progress_bar("CSP blind + ReEnc", 2 * len(upload)) as advance:
-        result = csp_process(keys, csp.sk, [upload], rng, progress=advance)
+        result = csp_process(keys, csp.sk, [upload], rng, advance, mapper)
     (out,) = result.outputs
     console.print(
         f"CSP output id {out.bundle_id.hex()} ({BUNDLE_ID_BYTES} fresh random bytes; "
@@ -150,8 +155,9 @@ def size_table(profile: Profile, model_bytes: int, chunks: int, proof_bytes: int
     return table
 
 
-def timing_table(timings: Timings, model_bytes: int) -> Table:
-    table = Table(title="timings (one process)")
+def timing_table(timings: Timings, model_bytes: int, processes: int) -> Table:
+    where = "one process" if processes == 1 else f"{processes} worker processes"
+    table = Table(title=f"timings ({where})")
     table.add_column("step")
     table.add_column("seconds", justify="right")
     table.add_column("KB/s of model", justify="right")
@@ -161,36 +167,49 @@ def timing_table(timings: Timings, model_bytes: int) -> Table:
     return table
 
 
+def walk_through(profile: Profile, kib: int, mapper: Mapper) -> bool:
+    """Keys, worker, CSP, requester; prints the tables and returns whether the model is exact."""
+    rng, timings = SystemRng(), Timings({}, set())
+    csp, req = register_keys(profile, rng, timings)
+    with timings.step("task keys (PK, tables)", per_model=False):
+        keys = task_keys(profile, csp.pk, req.pk)
+    model = make_model(kib, rng)
+    data = model.tobytes()
+    chunks = chunks_needed(profile.group, len(data))
+    console.print(f"worker model: {model.size:,} float32 = {len(data):,} B → {chunks} chunks")
+    with timings.step("worker Enc"), progress_bar("worker Enc", chunks) as advance:
+        upload = encrypt(keys.joint, data, rng, None, b"worker-1", advance, mapper)
+    with timings.step("CSP blind+shuffle+ReEnc+proof"):
+        out = run_csp(keys, csp, upload, rng, mapper)
+    with timings.step("requester verify DLEQ"):
+        verify_reencryption(profile, out.statement(keys.h_csp), out.proof, mapper)
+    with timings.step("requester Dec + decode"), progress_bar("requester Dec", chunks) as advance:
+        plain = decrypt(profile, req.sk, out.final, advance, mapper)
+    back = np.frombuffer(plain, dtype=np.float32)
+    exact = plain == data and np.array_equal(back.view(np.uint32), model.view(np.uint32))
+    console.print(size_table(profile, len(data), chunks, len(out.proof.to_bytes())))
+    console.print(timing_table(timings, len(data), mapper.parallelism))
+    verdict = "[bold green]bit-exact[/]" if exact else "[bold red]DIFFERENT[/]"
+    console.print(f"model came back {verdict} ({back.size:,} float32 values compared)")
+    return bool(exact)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the walk-through; returns 0 when the model came back bit-exact."""
     parser = argparse.ArgumentParser(description="CrowdSFL crypto walk-through")
     parser.add_argument("--kib", type=int, default=1024, help="model size in KiB (float32)")
     parser.add_argument("--profile", default="default", choices=["default", "paper"])
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes for chunk slices (1: none)"
+    )
     args = parser.parse_args(argv)
-    profile, rng, timings = get_profile(args.profile), SystemRng(), Timings({}, set())
+    profile = get_profile(args.profile)
     console.rule(f"crowdmesh crypto demo — profile {profile.name}")
-    csp, req = register_keys(profile, rng, timings)
-    with timings.step("task keys (PK, tables)", per_model=False):
-        keys = task_keys(profile, csp.pk, req.pk)
-    model = make_model(args.kib, rng)
-    data = model.tobytes()
-    chunks = chunks_needed(profile.group, len(data))
-    console.print(f"worker model: {model.size:,} float32 = {len(data):,} B → {chunks} chunks")
-    with timings.step("worker Enc"), progress_bar("worker Enc", chunks) as advance:
-        upload = encrypt(keys.joint, data, rng, bundle_id=b"worker-1", progress=advance)
-    with timings.step("CSP blind+shuffle+ReEnc+proof"):
-        out = run_csp(keys, csp, upload, rng)
-    with timings.step("requester verify DLEQ"):
-        verify_reencryption(profile, out.statement(keys.h_csp), out.proof)
-    with timings.step("requester Dec + decode"), progress_bar("requester Dec", chunks) as advance:
-        plain = decrypt(profile, req.sk, out.final, advance)
-    back = np.frombuffer(plain, dtype=np.float32)
-    exact = plain == data and np.array_equal(back.view(np.uint32), model.view(np.uint32))
-    console.print(size_table(profile, len(data), chunks, len(out.proof.to_bytes())))
-    console.print(timing_table(timings, len(data)))
-    verdict = "[bold green]bit-exact[/]" if exact else "[bold red]DIFFERENT[/]"
-    console.print(f"model came back {verdict} ({back.size:,} float32 values compared)")
-    return 0 if exact else 1
+    if args.processes <= 1:
+        return 0 if walk_through(profile, args.kib, SERIAL) else 1
+    with ProcessMapper(args.processes) as pool:
+        pool.warm_up()
+        return 0 if walk_through(profile, args.kib, pool) else 1
 
 
 if __name__ == "__main__":
