@@ -101,9 +101,18 @@ class Ledger:
         """
         result = self.chain.import_block(block, now)
         if result.connected or result.disconnected:
+            before = [*result.returned_txs, *self.mempool.transactions()]
             self.mempool.update(result)
+            self._keep_dropped(before)
             self._retry_gap()
         return result
+
+    def _keep_dropped(self, before: list[Transaction]) -> None:
+        """Buffer what ``Mempool.update`` dropped only for a nonce gap (a predecessor that the
+        new chain lacks may still arrive), so a reorg never loses a still-valid transaction."""
+        for tx in before:
+            if tx.txid not in self.mempool and tx.nonce > self.chain.nonce(tx.sender):
+                self._buffer(tx)
 
     def add_tx(self, tx: Transaction) -> list[Transaction]:
         """Pool ``tx`` (and any buffered successors it unblocks); return what was pooled.
@@ -129,16 +138,24 @@ class Ledger:
         while (tx := self._gap.pop((bytes(sender), nonce), None)) is not None:
             try:
                 self.mempool.add(tx)
-            except ValidationError:
+            except ValidationError as exc:
+                if exc.code == "mempool-nonce-gap":
+                    self._gap[(bytes(sender), nonce)] = tx  # still waiting: keep it
                 break
             released.append(tx)
             nonce += 1
         return released
 
     def _retry_gap(self) -> None:
-        for sender, nonce in list(self._gap):
-            if (sender, nonce) in self._gap and nonce <= self.chain.nonce(sender) + 64:
-                self._release(sender, nonce)
+        """After a head change: drop stale buffered txs, pool those that now follow on."""
+        pooled: dict[bytes, int] = {}
+        for tx in self.mempool.transactions():
+            pooled[bytes(tx.sender)] = pooled.get(bytes(tx.sender), 0) + 1
+        for sender in {s for s, _ in self._gap}:
+            base = self.chain.nonce(sender)
+            for key in [k for k in self._gap if k[0] == sender and k[1] < base]:
+                del self._gap[key]
+            self._release(sender, base + pooled.get(sender, 0))
 
     def template(self, parent: bytes, miner: bytes, now: int) -> Block | None:
         """A nonce-0 block on ``parent`` with pooled transactions, or None if ``parent`` is no

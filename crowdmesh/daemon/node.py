@@ -44,6 +44,7 @@ from crowdmesh.p2p.network import Network, NetworkConfig, open_network
 from crowdmesh.roles.dispatch import Role, dispatch
 from crowdmesh.roles.events import (
     BlockMined,
+    CompetingTipSeen,
     Event,
     GenerateRequested,
     HeadChanged,
@@ -62,6 +63,7 @@ p2p_log = logging.getLogger("crowdmesh.p2p")
 
 MAX_GENERATE = 10_000
 GOSSIP_BLOCK_LIMIT = MAX_GOSSIP_BYTES - 256  # room for the message envelope
+QUEUED_CODES = frozenset({"mempool-nonce-gap"})  # held in the ledger's gap buffer, not lost
 
 
 def _now() -> int:
@@ -140,15 +142,16 @@ class Node:
             self._intake[type(item.msg)](item)
             await trio.sleep(0)  # why: let a burst of gossip interleave with sync and RPCs
 
-    def _reject(self, peer: str, topic: str, exc: DecodeError | ValidationError) -> None:
-        self.net.gossip.reject(peer, topic, exc.code, exc.detail)
+    def _reject(self, peer: str, kind: str, exc: DecodeError | ValidationError) -> None:
+        self.net.gossip.reject(peer, self.net.gossip.topics[kind], exc.code, exc.detail)
 
     def _on_tx_gossip(self, item: Incoming) -> None:
         assert isinstance(item.msg, TxGossip)
         try:
             self._pooled(self.ledger.add_tx(Transaction.decode(item.msg.tx)))
         except (DecodeError, ValidationError) as exc:
-            self._reject(item.origin, TXS, exc)
+            if exc.code not in QUEUED_CODES:  # gossip reorders honest senders' nonces
+                self._reject(item.origin, TXS, exc)
 
     def _on_new_block(self, item: Incoming) -> None:
         assert isinstance(item.msg, NewBlock)
@@ -173,6 +176,8 @@ class Node:
             return False
         if result.status is ImportStatus.ORPHAN:
             self.sync.request(ID.from_base58(peer))
+        elif result.status is ImportStatus.SIDE_CHAIN and block.height >= self.ledger.chain.height:
+            self.deliver(CompetingTipSeen(block.height))
         self._after_import(result, peer)
         return True
 
@@ -253,7 +258,7 @@ class Node:
             "head": chain.head_hash.hex(), "total_work": str(chain.total_work),
             "peer_id": self.net.peer_id, "addrs": self.net.addrs(),
             "peers": len(self.net.connected()), "mempool": len(self.ledger.mempool),
-            "orphans": chain.orphan_count, "roles": sorted(r.value for r in self.roles),
+            "orphans": chain.orphan_count(), "roles": sorted(r.value for r in self.roles),
             "mining": miner.mode, "mining_active": self.runner.active,
             "generate_left": miner.generate_left, "hashes": self.runner.stats.hashes,
             "blocks_mined": len(self._mined), "sync_rounds": self.sync.rounds,
@@ -280,12 +285,21 @@ class Node:
         return self.ledger.mempool_view()
 
     async def submit_tx(self, raw_hex: str) -> JsonObj:
-        """Pool a transaction from the control socket and gossip it."""
+        """Pool a transaction from the control socket and gossip it.
+
+        A transaction whose nonce is ahead of the pool (its predecessor is still on its way
+        through gossip) is queued, gossiped, and pooled when the predecessor arrives.
+        """
         tx = decode_tx_hex(raw_hex)
-        pooled = self.ledger.add_tx(tx)
+        try:
+            pooled = self.ledger.add_tx(tx)
+        except ValidationError as exc:
+            if exc.code not in QUEUED_CODES:
+                raise
+            await self._publish_tx(tx.encode())
+            return {"txid": tx.txid.hex(), "status": "queued"}
         self._pooled(pooled)
-        for item in pooled:
-            await self._publish_tx(item.encode())
+        await self._publish_tx(tx.encode())
         return {"txid": tx.txid.hex(), "status": "pending"}
 
     def tx(self, txid_hex: str) -> JsonObj:

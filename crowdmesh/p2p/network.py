@@ -22,6 +22,7 @@ import multiaddr
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import PeerStoreError
 from libp2p.tools.anyio_service import background_trio_service
 
 from crowdmesh.p2p.gossip import CheckFn, Gossip, GossipConfig
@@ -88,10 +89,16 @@ class Network:
         rows = []
         for pid in self.connected():
             b58 = pid.to_base58()
-            addrs = [str(a) for a in self.host.get_peerstore().addrs(pid)]
-            rows.append({"id": b58, "addrs": addrs, "score": round(self.scores.score(b58), 3),
+            rows.append({"id": b58, "addrs": self._addrs_of(pid),
+                         "score": round(self.scores.score(b58), 3),
                          "rejects": self.scores.rejects(b58)})
         return rows
+
+    def _addrs_of(self, pid: ID) -> list[str]:
+        try:
+            return [str(a) for a in self.host.get_peerstore().addrs(pid)]
+        except PeerStoreError:
+            return []  # why: inbound peers that never told us a listen address
 
     async def publish(self, kind: str, msg: Message) -> None:
         """Gossip ``msg`` on the topic of ``kind`` (``gossip.BLOCKS`` or ``gossip.TXS``)."""

@@ -18,6 +18,7 @@ from crowdmesh.roles.effects import (
 from crowdmesh.roles.events import (
     EVENT_TYPES,
     BlockMined,
+    CompetingTipSeen,
     Event,
     GenerateRequested,
     HeadChanged,
@@ -31,6 +32,7 @@ __all__ = [
     "EFFECT_TYPES",
     "EVENT_TYPES",
     "BlockMined",
+    "CompetingTipSeen",
     "Effect",
     "Event",
     "GenerateRequested",

@@ -22,6 +22,7 @@ from crowdmesh.roles import miner
 from crowdmesh.roles.effects import Effect
 from crowdmesh.roles.events import (
     BlockMined,
+    CompetingTipSeen,
     Event,
     GenerateRequested,
     HeadChanged,
@@ -51,6 +52,7 @@ DISPATCH: Mapping[str, tuple[Handler, frozenset[Role]]] = {
     MiningModeSet.TYPE: (miner.handle_mining_mode_set, _MINER),
     GenerateRequested.TYPE: (miner.handle_generate_requested, _MINER),
     BlockMined.TYPE: (miner.handle_block_mined, _MINER),
+    CompetingTipSeen.TYPE: (miner.handle_competing_tip_seen, _MINER),
 }
 
 

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 __all__ = [
     "EVENT_TYPES",
     "BlockMined",
+    "CompetingTipSeen",
     "Event",
     "GenerateRequested",
     "HeadChanged",
@@ -77,7 +78,16 @@ class BlockMined(Event):
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class CompetingTipSeen(Event):
+    """A peer's block at ``height`` ties our head's work (a fork nobody is extending)."""
+
+    TYPE: ClassVar[str] = "competing-tip-seen"
+    height: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (HeadChanged, MempoolChanged, MiningModeSet, GenerateRequested, BlockMined)
+    for cls in (HeadChanged, MempoolChanged, MiningModeSet, GenerateRequested, BlockMined,
+                CompetingTipSeen)
 }

@@ -6,6 +6,9 @@ Invariants:
 - While it wants to mine, it mines on the current head: a new head restarts the search
   (``MineOn``); when it stops wanting, it emits ``StopMining`` exactly once.
 - ``generate_left`` never goes below 0 and falls by one per block we mined.
+- A tie (a peer's tip with our head's work) makes a mining node (mode not ``off``) mine one
+  more block: with "first seen wins" fork choice and mining that stops when the mempool is
+  empty, nodes would otherwise stay on equal-work forks forever.
 - Handlers are sync, take ``(state, event, ctx)`` and return ``(new_state, effects)``; the state
   is immutable, so a handler that raises leaves the node's state unchanged.
 """
@@ -18,6 +21,7 @@ from typing import TypeVar
 from crowdmesh.roles.effects import Effect, MineOn, StopMining
 from crowdmesh.roles.events import (
     BlockMined,
+    CompetingTipSeen,
     Event,
     GenerateRequested,
     HeadChanged,
@@ -30,6 +34,7 @@ __all__ = [
     "MinerState",
     "RoleContext",
     "handle_block_mined",
+    "handle_competing_tip_seen",
     "handle_generate_requested",
     "handle_head_changed",
     "handle_mempool_changed",
@@ -116,3 +121,11 @@ def handle_block_mined(state: MinerState, event: Event, ctx: RoleContext) -> Res
     """One of ours was accepted: one fewer to generate."""
     _expect(event, BlockMined)
     return _reconcile(replace(state, generate_left=max(0, state.generate_left - 1)))
+
+
+def handle_competing_tip_seen(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """Break an equal-work fork by mining one more block (unless mining is off)."""
+    ev = _expect(event, CompetingTipSeen)
+    if state.mode == "off" or ev.height < state.height:
+        return state, []
+    return _reconcile(replace(state, generate_left=max(state.generate_left, 1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -120,6 +121,7 @@ async def test_split_mine_both_sides_join_reorgs_and_remines_losing_txs(tmp_path
         assert a.tx(tx.txid.hex())["status"] == "confirmed"
         await b.generate(4)
         assert await a.net.connect(b.net.addrs()[0])
+        json.dumps([a.status(), a.peers(), a.head(), a.mempool()])  # the control layer sends JSON
         await wait_height(a, 4)
         assert a.ledger.chain.head_hash == b.ledger.chain.head_hash
         assert a.tx(tx.txid.hex())["status"] == "pending"  # back in the mempool after the reorg

@@ -12,6 +12,7 @@ from crowdmesh.roles import (
     DISPATCH,
     EVENT_TYPES,
     BlockMined,
+    CompetingTipSeen,
     GenerateRequested,
     HeadChanged,
     MempoolChanged,
@@ -73,6 +74,17 @@ def test_generate_counts_down_then_stops() -> None:
     assert effects == [MineOn(H0, 3), StopMining()] and state.generate_left == 0
 
 
+def test_competing_tip_mines_one_more_block_unless_off() -> None:
+    state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(5))
+    assert effects == [MineOn(H0, 6)] and state.generate_left == 1
+    state, effects = run(state, CompetingTipSeen(5))
+    assert effects == [] and state.generate_left == 1  # ties do not pile up
+    state, effects = run(MinerState(H0, 5, "off"), CompetingTipSeen(5))
+    assert effects == [] and state.generate_left == 0
+    state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(4))
+    assert effects == []
+
+
 def test_block_mined_never_goes_negative() -> None:
     state, _ = run(MinerState(H0, 0, "continuous"), BlockMined(H1, 1))
     assert state.generate_left == 0
@@ -101,6 +113,7 @@ EVENTS = st.one_of(
     st.builds(MiningModeSet, st.sampled_from(["off", "continuous", "on-demand"])),
     st.builds(GenerateRequested, st.integers(0, 3)),
     st.builds(BlockMined, st.just(H1), st.integers(0, 100)),
+    st.builds(CompetingTipSeen, st.integers(0, 100)),
 )
 
 
