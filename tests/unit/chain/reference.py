@@ -32,24 +32,27 @@ class Reference:
         self.genesis = genesis
         g = genesis.header()
         self.genesis_hash = g.hash
-        self.blocks: dict[bytes, Block] = {g.hash: Block(g)}
-        self.order: list[bytes] = [g.hash]  # order of joining the tree
+        self.blocks: dict[bytes, Block] = {g.hash: Block(g)}  # built or added
+        self.order: list[bytes] = [g.hash]  # blocks in the tree, in order of joining it
         self.pool: list[Block] = []  # parent not (yet) in the tree
+        self.in_tree: set[bytes] = {g.hash}
+        self._work: dict[bytes, int] = {}
         self._valid: dict[bytes, dict[bytes, bytes] | None] = {
             g.hash: dict(genesis.state_items())}
 
     def add(self, block: Block) -> None:
         """Record ``block``; blocks whose parent is known join the tree (orphans later)."""
-        if block.hash in self.blocks or any(b.hash == block.hash for b in self.pool):
+        if block.hash in self.in_tree or any(b.hash == block.hash for b in self.pool):
             return
+        self.blocks[block.hash] = block
         self.pool.append(block)
-        queue = [b for b in self.pool if b.header.parent in self.blocks]
+        queue = [b for b in self.pool if b.header.parent in self.in_tree]
         while queue:
             b = queue.pop(0)
             if b not in self.pool:
                 continue
             self.pool.remove(b)
-            self.blocks[b.hash] = b
+            self.in_tree.add(b.hash)
             self.order.append(b.hash)
             queue.extend(c for c in self.pool if c.header.parent == b.hash)
 
@@ -85,13 +88,10 @@ class Reference:
         return new
 
     def work(self, h: bytes) -> int:
-        total = 0
-        while True:
+        if h not in self._work:
             b = self.blocks[h].header
-            total += b.work
-            if b.height == 0:
-                return total
-            h = b.parent
+            self._work[h] = b.work + (self.work(b.parent) if b.height else 0)
+        return self._work[h]
 
     def head(self) -> bytes:
         best, best_work = self.genesis_hash, self.work(self.genesis_hash)
@@ -127,7 +127,22 @@ class Reference:
         root = state_root(muhash_of(sorted(new.items())))
         if bad_root:
             root = bytes(32)
-        return mined(Block(dataclasses.replace(header, state_root=root), tuple(txs)))
+        block = mined(Block(dataclasses.replace(header, state_root=root), tuple(txs)))
+        self.blocks[block.hash] = block
+        return block
+
+    def build_unchecked(self, parent: bytes, txs: tuple = (), miner: bytes = bytes(32),
+                        dt: int = 10) -> Block:
+        """Like :meth:`build` but never applies ``txs``: for blocks that must be invalid, or
+        whose parent state is unknown (the state root is then a dummy)."""
+        ph = self.blocks[parent].header
+        header = BlockHeader(
+            self.genesis.chain_id, ph.height + 1, ph.hash, ph.timestamp + dt,
+            next_target(self.genesis, self.info(parent), self.info),
+            merkle_root([t.txid for t in txs]), bytes(32), miner, 0)
+        block = mined(Block(header, tuple(txs)))
+        self.blocks[block.hash] = block
+        return block
 
 
 def mined(block: Block) -> Block:
