@@ -1,8 +1,8 @@
 """``python -m crowdmesh.daemon.demo_testnet``: 5 daemons doing real work, then a clean stop.
 
 What it shows, in order: five daemons start on 127.0.0.1 (line topology, every node a miner in
-``on-demand`` mode) and converge on genesis; transfers between funded accounts are submitted to
-random nodes; each new block is reported as it arrives on every node (from the ``heads``
+``on-demand`` mode) and converge on genesis; transfers between funded accounts are submitted (each
+account through its own node); each new block is reported as it arrives on every node (from the ``heads``
 subscription of each control socket) with its delay after the first node had it; at the end
 every node shows the same head and the same balances, and every daemon stops on SIGTERM with
 exit code 0. The testnet directory is removed unless ``--keep`` is given.
@@ -68,11 +68,13 @@ async def _send_transfers(net: Testnet, users: Sequence[AccountKey], count: int,
     chain_id = f"testnet-{net.spec.seed}"
     nonces = {u.public: 0 for u in users}
     for _ in range(count):
-        frm, to = rng.sample(list(users), 2)
+        k, j = rng.sample(range(len(users)), 2)
+        frm, to = users[k], users[j]
         tx = make_transaction(frm, chain_id, nonces[frm.public], TRANSFER,
                               transfer_payload(to.public, rng.randrange(1, 1000)), 0)
         nonces[frm.public] += 1
-        await rng.choice(net.nodes).rpc("submit_tx", [tx.encode().hex()])
+        # like a wallet, each account talks to one node (user k -> node k mod n)
+        await net.nodes[k % len(net.nodes)].rpc("submit_tx", [tx.encode().hex()])
         await trio.sleep(0.02)
 
 

@@ -100,3 +100,13 @@ def test_cli_reports_a_missing_daemon(tmp_path):
     assert proc.returncode == 3
     assert proc.stderr.startswith("error: daemon-not-running:")
     assert "Traceback" not in proc.stderr
+
+
+def test_bad_config_is_a_one_line_error_with_file_and_line(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('data_dir = "d"\n[mining]\nmode = "warp"\n')
+    proc = subprocess.run([sys.executable, "-m", "crowdmesh.daemon.cli", "daemon", "--config",
+                           str(cfg)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr == f"error: bad-config: {cfg}:3: mining.mode: must be one of " \
+                          "['off', 'continuous', 'on-demand']\n"
