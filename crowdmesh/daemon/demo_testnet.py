@@ -1,11 +1,11 @@
 """``python -m crowdmesh.daemon.demo_testnet``: 5 daemons doing real work, then a clean stop.
 
-What it shows, in order: five daemons start on 127.0.0.1 (line topology, every node a miner in
-``on-demand`` mode) and converge on genesis; transfers between funded accounts are submitted (each
-account through its own node); each new block is reported as it arrives on every node (from the ``heads``
-subscription of each control socket) with its delay after the first node had it; at the end
-every node shows the same head and the same balances, and every daemon stops on SIGTERM with
-exit code 0. The testnet directory is removed unless ``--keep`` is given.
+What it shows, in order: five daemons start on 127.0.0.1 (line topology, every node a miner
+in ``on-demand`` mode) and converge on genesis; transfers between funded accounts are submitted
+(each account through its own node); each new block is reported as it arrives on every node
+(from the ``heads`` subscription of each control socket) with its delay after the first node
+had it; at the end every node shows the same head and the same balances, and every daemon stops
+on SIGTERM with exit code 0. The testnet directory is removed unless ``--keep`` is given.
 """
 
 from __future__ import annotations
