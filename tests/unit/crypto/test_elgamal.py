@@ -16,6 +16,7 @@ from crowdmesh.crypto.csp import (
     TaskKeys,
     csp_process,
     csp_process_paper,
+    random_permutation,
     requester_open,
     requester_verify,
     task_keys,
@@ -277,3 +278,13 @@ def test_bundle_and_proven_bundle_wire_round_trip_and_strictness() -> None:
     with pytest.raises(DecodeError) as exc:
         Bundle.from_bytes(group, raw, max_chunks=1)  # over the caller's cap: refused unparsed
     assert exc.value.code == "bad-bundle-encoding"
+
+
+def test_random_permutation_is_uniform_on_three_items() -> None:
+    rng = DeterministicRng(20)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(1200):
+        perm = random_permutation(3, rng)
+        counts[perm] = counts.get(perm, 0) + 1
+    assert len(counts) == 6 and all(140 <= c <= 260 for c in counts.values()), counts
+    assert random_permutation(0, rng) == () and random_permutation(1, rng) == (0,)
