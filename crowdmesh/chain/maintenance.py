@@ -1,7 +1,8 @@
 """``check_db`` (verify a store) and ``reindex`` (rebuild it from its blocks).
 
 Invariants:
-- ``check_db`` only reads. It returns a list of problems; an empty list means: the head, the
+- ``check_db`` only reads. It returns a list of problems; an empty list means the store is
+  empty (fresh) or: the head, the
   main-chain height index and the block index agree; every main block decodes, links to its
   parent, has an undo record and indexed transactions; and the stored state hashes (MuHash) to
   the head accumulator and to the head header's state root.
@@ -43,6 +44,8 @@ __all__ = ["check_db", "reindex"]
 def check_db(store: Store, genesis: Genesis) -> list[str]:
     """Verify ``store`` against ``genesis``; return the problems found (empty = healthy)."""
     problems: list[str] = []
+    if all(store.get(k) is None for k in (META_GENESIS, META_HEAD, META_ACC)):
+        return []  # fresh: the first batch writes all three, so nothing was ever committed
     if store.get(META_GENESIS) != genesis.header().hash:
         return ["genesis hash missing or different"]
     head, acc = store.get(META_HEAD), store.get(META_ACC)
