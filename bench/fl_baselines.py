@@ -298,7 +298,8 @@ def run_dataset(name: str, n_splits: int, n_attack: int) -> dict:
     attacks = attack_matrix(splits[:n_attack])
     print_attacks(name, attacks)
     mean = {k: 100 * float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    sd = {k: 100 * float(np.std([r[k] for r in rows], ddof=1)) for k in rows[0]}
+    sd = {k: 100 * float(np.std([r[k] for r in rows], ddof=1))
+          for k in rows[0] if not k.startswith("skew")}
     return {
         "fedavg_iid_acc": mean["fedavg_iid"], "fedavg_skew_acc": mean["fedavg_skew"],
         "central_bpnn_acc": mean["bpnn"], "central_logreg_acc": mean["logreg"],
