@@ -357,6 +357,8 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="rank the hyperparameter grid on the "
                     "tuning splits (seeds 100-139) instead of running the benchmark")
     args = ap.parse_args()
+    if args.splits < 2 or args.attack_splits < 2:
+        ap.error("need at least 2 splits for a standard deviation (the report uses 20 and 10)")
     if args.tune:
         tune()
         return

@@ -22,7 +22,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,6 @@ class DatasetSpec:
     features: tuple[Feature, ...]
     drop_columns: tuple[str, ...] = ()
     missing: str = "?"
-    n_classes: int = field(default=2)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
