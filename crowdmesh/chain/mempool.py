@@ -69,15 +69,20 @@ class Mempool:
                 ``mempool-sender-full``, ``mempool-full``, or the contract's code
                 (e.g. ``bad-tx-overspend``) from the dry run.
         """
-        self._admit(tx, verify_sig=True)
+        self._admit(tx, verify_sig=True, scratch=None)
 
-    def _admit(self, tx: Transaction, verify_sig: bool) -> None:
+    def _admit(self, tx: Transaction, verify_sig: bool, scratch: State | None) -> None:
+        """Admit ``tx``; dry-run it on ``scratch`` (a state with every pooled tx applied, used
+        when refilling after a head change) or, if None, on the head plus its sender's queue."""
         if tx.txid in self._by_id:
             raise ValidationError("mempool-duplicate")
         check_tx(tx, self.chain.genesis, self.chain.contracts, verify_sig)
         queue = self._by_sender.get(tx.sender, [])
         replaced = self._check_nonce(tx, queue)
-        self._dry_run(tx, queue)
+        if scratch is None:
+            self._dry_run(tx, queue)
+        else:
+            apply_tx(scratch, tx, self._context(tx), self.chain.contracts)
         if replaced is None:
             self._make_room(tx)
         else:
@@ -102,12 +107,15 @@ class Mempool:
 
     def _dry_run(self, tx: Transaction, queue: list[Transaction]) -> None:
         """Apply the sender's earlier pooled txs and then ``tx`` to a scratch head state."""
-        chain = self.chain
-        state = State(chain.state_get)
-        height, ts = chain.height + 1, chain.head.timestamp
+        state = State(self.chain.state_get)
         for t in [q for q in queue if q.nonce < tx.nonce] + [tx]:
-            ctx = TxContext(chain.genesis.chain_id, height, ts, chain.head_hash, t.txid)
-            apply_tx(state, t, ctx, chain.contracts)
+            apply_tx(state, t, self._context(t), self.chain.contracts)
+
+    def _context(self, tx: Transaction) -> TxContext:
+        """The context of a dry run: as if in the next block, at the head's time."""
+        chain = self.chain
+        return TxContext(chain.genesis.chain_id, chain.height + 1, chain.head.timestamp,
+                         chain.head_hash, tx.txid)
 
     def _make_room(self, tx: Transaction) -> None:
         """Evict cheaper queue tails until ``tx`` fits, or raise ``mempool-full``."""
@@ -168,10 +176,11 @@ class Mempool:
         self._by_id.clear()
         self._by_sender.clear()
         self._bytes = 0
+        scratch = State(self.chain.state_get)  # one pass: O(pool), not O(pool × queue)
         for tx in list(result.returned_txs) + sorted(pending, key=lambda t: t.nonce):
             if tx.txid in confirmed or tx.txid in self._by_id:
                 continue
             try:
-                self._admit(tx, verify_sig=False)  # verified on entry or in its block
+                self._admit(tx, verify_sig=False, scratch=scratch)  # verified before
             except ValidationError:
                 continue  # no longer valid on the new head: dropped, as Bitcoin does
