@@ -42,7 +42,7 @@ log = logging.getLogger("crowdmesh.node")
 class EffectPorts:
     """The node operations effects map onto (wired by ``daemon/node.py``)."""
 
-    mine_on: Callable[[bytes], None]
+    mine_on: Callable[[bytes, float], None]
     stop_mining: Callable[[], None]
     publish_block: Callable[[bytes], Awaitable[None]]
     publish_tx: Callable[[bytes], Awaitable[None]]
@@ -79,7 +79,7 @@ class EffectExecutor:
 
     def _mine_on(self, effect: Effect) -> None:
         assert isinstance(effect, MineOn)
-        self._ports.mine_on(effect.parent)
+        self._ports.mine_on(effect.parent, effect.gather_ms / 1000)
 
     def _publish_block(self, effect: Effect) -> None:
         assert isinstance(effect, PublishBlock)

@@ -87,13 +87,13 @@ class MiningRunner:
         """True while a search is running."""
         return self._scope is not None
 
-    def mine_on(self, parent: bytes) -> None:
-        """Cancel any running search and start one on ``parent``."""
+    def mine_on(self, parent: bytes, gather_s: float = 0.0) -> None:
+        """Cancel any running search and start one on ``parent`` after ``gather_s`` seconds."""
         self.stop()
         scope = trio.CancelScope()
         self._scope = scope
         self.stats.searches += 1
-        self._nursery.start_soon(self._run, parent, scope)
+        self._nursery.start_soon(self._run, parent, scope, gather_s)
 
     def stop(self) -> None:
         """Cancel the running search, if any (it ends after its current batch)."""
@@ -101,8 +101,9 @@ class MiningRunner:
             self._scope.cancel()
             self._scope = None
 
-    async def _run(self, parent: bytes, scope: trio.CancelScope) -> None:
+    async def _run(self, parent: bytes, scope: trio.CancelScope, gather_s: float) -> None:
         with scope:
+            await trio.sleep(gather_s)
             while True:
                 template = self._build(parent)
                 if template is None:

@@ -177,7 +177,7 @@ class Node:
         if result.status is ImportStatus.ORPHAN:
             self.sync.request(ID.from_base58(peer))
         elif result.status is ImportStatus.SIDE_CHAIN and block.height >= self.ledger.chain.height:
-            self.deliver(CompetingTipSeen(block.height))
+            self.deliver(CompetingTipSeen(block.height, block.hash))
         self._after_import(result, peer)
         return True
 

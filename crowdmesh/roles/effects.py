@@ -41,6 +41,7 @@ class MineOn(Effect):
     NAME: ClassVar[str] = "mine-on"
     parent: bytes
     height: int
+    gather_ms: int = 0  # wait this long first, so one block carries a burst of transactions
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,10 +80,11 @@ class BlockMined(Event):
 
 @dataclass(frozen=True, slots=True)
 class CompetingTipSeen(Event):
-    """A peer's block at ``height`` ties our head's work (a fork nobody is extending)."""
+    """A peer's block ``tip`` at ``height`` ties our head's work (a fork nobody extends)."""
 
     TYPE: ClassVar[str] = "competing-tip-seen"
     height: int
+    tip: bytes
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

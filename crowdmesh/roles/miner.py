@@ -6,9 +6,14 @@ Invariants:
 - While it wants to mine, it mines on the current head: a new head restarts the search
   (``MineOn``); when it stops wanting, it emits ``StopMining`` exactly once.
 - ``generate_left`` never goes below 0 and falls by one per block we mined.
+- Mining only because the mempool is non-empty (``on-demand``) first waits
+  :data:`GATHER_MS`, so a burst of transactions lands in one block instead of one block each
+  (fewer blocks, fewer forks between nodes that all mine).
 - A tie (a peer's tip with our head's work) makes a mining node (mode not ``off``) mine one
-  more block: with "first seen wins" fork choice and mining that stops when the mempool is
-  empty, nodes would otherwise stay on equal-work forks forever.
+  more block iff our head's hash is the lower one: with "first seen wins" fork choice and
+  mining that stops when the mempool is empty, nodes would otherwise stay on equal-work forks
+  forever, and if every side mined, fast blocks would tie again and again (a livelock). The
+  hash order is the same on every node, so exactly one side extends and the others follow.
 - Handlers are sync, take ``(state, event, ctx)`` and return ``(new_state, effects)``; the state
   is immutable, so a handler that raises leaves the node's state unchanged.
 """
@@ -31,6 +36,7 @@ from crowdmesh.roles.events import (
 )
 
 __all__ = [
+    "GATHER_MS",
     "MinerState",
     "RoleContext",
     "handle_block_mined",
@@ -63,6 +69,7 @@ class MinerState:
 
 
 Result = tuple[MinerState, list[Effect]]
+GATHER_MS = 200
 _E = TypeVar("_E", bound=Event)
 
 # Whether each mode wants to mine, given "the mempool is non-empty".
@@ -78,11 +85,16 @@ def wants_to_mine(state: MinerState) -> bool:
     return state.generate_left > 0 or _MODE_WANTS[state.mode][state.mempool_size > 0]
 
 
+def _gather_ms(state: MinerState) -> int:
+    return GATHER_MS if state.mode == "on-demand" and state.generate_left == 0 else 0
+
+
 def _reconcile(state: MinerState) -> Result:
     if wants_to_mine(state):
         if state.mining_on == state.head:
             return state, []
-        return replace(state, mining_on=state.head), [MineOn(state.head, state.height + 1)]
+        effect = MineOn(state.head, state.height + 1, _gather_ms(state))
+        return replace(state, mining_on=state.head), [effect]
     if state.mining_on is not None:
         return replace(state, mining_on=None), [StopMining()]
     return state, []
@@ -126,6 +138,6 @@ def handle_block_mined(state: MinerState, event: Event, ctx: RoleContext) -> Res
 def handle_competing_tip_seen(state: MinerState, event: Event, ctx: RoleContext) -> Result:
     """Break an equal-work fork by mining one more block (unless mining is off)."""
     ev = _expect(event, CompetingTipSeen)
-    if state.mode == "off" or ev.height < state.height:
+    if state.mode == "off" or ev.height < state.height or state.head >= ev.tip:
         return state, []
     return _reconcile(replace(state, generate_left=max(state.generate_left, 1)))

@@ -30,7 +30,9 @@ async def test_five_daemons_500_transfers_mined_once_same_head_and_balances(
         tips = await net.tips()
         assert len({t["hash"] for t in tips}) == 1
         for node in net.nodes:
-            assert len(await node.rpc("peers")) >= 1
+            async def has_peer(node=node) -> bool:
+                return len(await node.rpc("peers")) >= 1
+            await wait_until(has_peer, 20, f"{node} to connect to a peer")
 
         wallet = Wallet(net.root)
         sink = bytes(range(32))

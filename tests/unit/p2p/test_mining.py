@@ -77,7 +77,7 @@ async def test_executor_table_covers_every_effect() -> None:
     async def noop(_: bytes) -> None:
         return None
 
-    ports = EffectPorts(mine_on=lambda p: None, stop_mining=lambda: None, publish_block=noop,
+    ports = EffectPorts(mine_on=lambda p, g: None, stop_mining=lambda: None, publish_block=noop,
                         publish_tx=noop, submit_tx=noop, deliver=lambda e: None)
     async with trio.open_nursery() as nursery:
         assert EffectExecutor(ports, nursery).handles() == frozenset(EFFECT_TYPES)

@@ -26,6 +26,7 @@ from crowdmesh.roles import (
     wants_to_mine,
 )
 from crowdmesh.roles.events import Event
+from crowdmesh.roles.miner import GATHER_MS
 
 H0, H1 = b"\x00" * 32, b"\x01" * 32
 CTX = RoleContext(now=1_700_000_000)
@@ -56,9 +57,9 @@ def test_on_demand_mines_only_while_mempool_non_empty() -> None:
     state, effects = run(MinerState(H0, 0), MiningModeSet("on-demand"))
     assert effects == []
     state, effects = run(state, MempoolChanged(3))
-    assert effects == [MineOn(H0, 1)]
+    assert effects == [MineOn(H0, 1, GATHER_MS)]
     state, effects = run(state, HeadChanged(H1, 1))
-    assert effects == [MineOn(H1, 2)]
+    assert effects == [MineOn(H1, 2, GATHER_MS)]
     state, effects = run(state, MempoolChanged(0))
     assert effects == [StopMining()] and state.mining_on is None
     state, effects = run(state, MempoolChanged(0))
@@ -74,14 +75,17 @@ def test_generate_counts_down_then_stops() -> None:
     assert effects == [MineOn(H0, 3), StopMining()] and state.generate_left == 0
 
 
-def test_competing_tip_mines_one_more_block_unless_off() -> None:
-    state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(5))
-    assert effects == [MineOn(H0, 6)] and state.generate_left == 1
-    state, effects = run(state, CompetingTipSeen(5))
+def test_competing_tip_lower_hash_side_mines_one_more_block() -> None:
+    state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(5, H1))
+    assert effects == [MineOn(H0, 6)] and state.generate_left == 1  # no gather: break ties now
+    state, effects = run(state, CompetingTipSeen(5, H1))
     assert effects == [] and state.generate_left == 1  # ties do not pile up
-    state, effects = run(MinerState(H0, 5, "off"), CompetingTipSeen(5))
+    # the side with the higher hash waits for the other's next block
+    state, effects = run(MinerState(H1, 5, "on-demand"), CompetingTipSeen(5, H0))
     assert effects == [] and state.generate_left == 0
-    state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(4))
+    state, effects = run(MinerState(H0, 5, "off"), CompetingTipSeen(5, H1))
+    assert effects == [] and state.generate_left == 0
+    state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(4, H1))
     assert effects == []
 
 
@@ -113,7 +117,7 @@ EVENTS = st.one_of(
     st.builds(MiningModeSet, st.sampled_from(["off", "continuous", "on-demand"])),
     st.builds(GenerateRequested, st.integers(0, 3)),
     st.builds(BlockMined, st.just(H1), st.integers(0, 100)),
-    st.builds(CompetingTipSeen, st.integers(0, 100)),
+    st.builds(CompetingTipSeen, st.integers(0, 100), st.sampled_from([H0, H1])),
 )
 
 
