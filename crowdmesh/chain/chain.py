@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from crowdmesh.chain.block import Block, BlockHeader, merkle_root
-from crowdmesh.chain.codec import Address, BlockHash, TxId
-from crowdmesh.chain.contracts import CONTRACTS, Contract, TxContext
+from crowdmesh.chain.block import Block, BlockHeader
+from crowdmesh.chain.codec import Address, BlockHash
+from crowdmesh.chain.contracts import CONTRACTS, Contract
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.layout import (
     META_ACC,
@@ -44,17 +44,13 @@ from crowdmesh.chain.rules import (
     HeaderInfo,
     Receipt,
     apply_block,
-    apply_tx,
-    burned_fee,
-    check_miner_cap,
-    check_tx,
-    median_time_past,
     next_target,
     validate_body,
     validate_header,
 )
 from crowdmesh.chain.state import Account, State, muhash_of, muhash_update, state_root
 from crowdmesh.chain.store import Store
+from crowdmesh.chain.template import BlockTemplate, build_template
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.errors import NotFound, UsageError, ValidationError
 
@@ -96,16 +92,6 @@ class ImportResult:
     def reorg(self) -> bool:
         """True iff main-chain blocks were disconnected."""
         return bool(self.disconnected)
-
-
-@dataclass(frozen=True, slots=True)
-class BlockTemplate:
-    """An unmined block on the current head (nonce 0) and the transactions left out."""
-
-    block: Block
-    skipped: tuple[tuple[TxId, str], ...]
-    fees: int
-    gas: int
 
 
 class _ConnectFailed(Exception):
@@ -577,40 +563,13 @@ class Chain:
                              now: int) -> BlockTemplate:
         """An unmined block on the head with as many of ``txs`` (in order) as apply.
 
-        A transaction that fails is skipped (with its code) and the rest still apply, since a
-        later nonce of the same sender then fails too. The timestamp is ``now`` or just after
-        the median time past. Raises ``ValidationError("bad-block-miner-cap")`` if ``miner``
-        may not mine the next block.
+        See :func:`crowdmesh.chain.template.build_template`.
         """
-        parent = self._head.info
-        timestamp = max(now, median_time_past(parent, self._lookup) + 1)
-        state = State(self.state_get)
-        included: list[Transaction] = []
-        skipped: list[tuple[TxId, str]] = []
-        budget = self.genesis.max_block_bytes - 1024  # header and array overhead
-        gas = 0
-        for tx in txs:
-            if len(tx.encoded) + 8 > budget:
-                skipped.append((tx.txid, "bad-block-size"))
-                continue
-            try:
-                check_tx(tx, self.genesis, self.contracts)
-                ctx = TxContext(self.genesis.chain_id, parent.height + 1, timestamp, parent.hash,
-                                tx.txid)
-                gas += apply_tx(state, tx, ctx, self.contracts).gas
-            except ValidationError as exc:
-                skipped.append((tx.txid, exc.code))
-                continue
-            budget -= len(tx.encoded) + 8
-            included.append(tx)
-        fees = sum(tx.fee - burned_fee(tx.fee, self.genesis) for tx in included)
-        reward = self.genesis.reward(parent.height + 1) + fees
-        if reward:
-            state.credit(miner, reward)
-        changes, previous = state.diff()
-        acc = muhash_update(self._acc, previous, changes)
-        header = BlockHeader(
-            self.genesis.chain_id, parent.height + 1, parent.hash, timestamp, self.next_target(),
-            merkle_root([tx.txid for tx in included]), state_root(acc), Address(bytes(miner)), 0)
-        check_miner_cap(self.genesis, header, parent, self._lookup)
-        return BlockTemplate(Block(header, tuple(included)), tuple(skipped), fees, gas)
+        return build_template(self, miner, txs, now)
+
+    def header_info(self, block_hash: bytes) -> HeaderInfo:
+        """Header facts of a stored block (raises ``NotFound``)."""
+        entry = self._index.get(BlockHash(block_hash))
+        if entry is None:
+            raise NotFound("block-not-found", block_hash.hex())
+        return entry.info
