@@ -301,7 +301,8 @@ async def _ready(conn: _Conn, args: list[Any]) -> Any:
 
 
 async def _stop(conn: _Conn, args: list[Any]) -> Any:
-    conn.server.request_stop()
+    # why after the reply: stopping closes this connection, and the client deserves its answer
+    conn.after_reply.append(conn.server.request_stop)
     return {"stopping": True}
 
 
@@ -415,6 +416,7 @@ class _Conn:
     nursery: trio.Nursery
     lock: trio.Lock = field(default_factory=trio.Lock)
     subs: set[int] = field(default_factory=set)
+    after_reply: list[Callable[[], None]] = field(default_factory=list)
 
     async def send(self, obj: Any) -> None:
         line = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
@@ -450,6 +452,11 @@ class _Conn:
     def close_subs(self) -> None:
         for sid in list(self.subs):
             self.unsubscribe(sid)
+
+
+def _run_all(actions: list[Callable[[], None]]) -> None:
+    while actions:
+        actions.pop(0)()
 
 
 def _error(id_: Any, err: RpcError) -> JsonObj:
@@ -525,8 +532,11 @@ class ControlServer:
                 return
             if line.strip():
                 reply = await self.handle_line(conn, line)
-                if reply is not None:
-                    await conn.send(reply)
+                try:
+                    if reply is not None:
+                        await conn.send(reply)
+                finally:
+                    _run_all(conn.after_reply)
 
     async def handle_line(self, conn: _Conn, line: bytes) -> Any:
         """Answer one request line (single call or batch); None if nothing to send back."""
