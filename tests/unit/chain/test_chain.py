@@ -200,3 +200,36 @@ def test_check_db_detects_corruption_and_reindex_repairs(tmp_path: Path, backend
     assert rebuilt.head_hash == head and dict(rebuilt.iter_state()) == state
     assert rebuilt.has_block(side.hash)
     store.close()
+
+
+def test_mine_is_bounded_and_finds_valid_nonces() -> None:
+    from crowdmesh.chain import mine
+
+    chain = fresh_chain(target=1 << 252)
+    header = next_block(chain).header
+    nonce = mine(header, 0, 10_000)
+    assert nonce is not None and dataclasses.replace(header, nonce=nonce).meets_target()
+    assert all(not dataclasses.replace(header, nonce=n).meets_target() for n in range(nonce))
+    impossible = dataclasses.replace(header, target=1)
+    assert mine(impossible, 0, 1000) is None
+    assert mine(impossible, 2**64 - 10, 1000) is None  # stops at the top of the nonce space
+
+
+def test_supply_after_blocks_and_reorg() -> None:
+    from .test_state_machine import supply_holds
+
+    chain = fresh_chain()
+    ref = Reference(chain.genesis)
+    a1 = ref.build(chain.genesis_hash, (transfer(0, 0, ADDRS[1], 9, fee=41),), MINERS[0])
+    ref.add(a1)
+    chain.import_block(a1, NOW)
+    assert supply_holds(chain)
+    total = sum(a.balance for _, a in chain.iter_accounts())
+    assert total == 4_000_000 + 1000 - 41 * 2500 // 10_000
+    b1 = ref.build(chain.genesis_hash, (transfer(1, 0, ADDRS[2], 3, fee=400),), MINERS[1], dt=9)
+    ref.add(b1)
+    b2 = ref.build(b1.hash, (), MINERS[1])
+    chain.import_block(b1, NOW)
+    assert chain.import_block(b2, NOW).reorg
+    assert supply_holds(chain)
+    assert sum(a.balance for _, a in chain.iter_accounts()) == 4_000_000 + 2000 - 100
