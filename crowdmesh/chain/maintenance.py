@@ -104,14 +104,36 @@ def _check_main_chain(store: Store, index: Mapping[bytes, IndexEntry], head: byt
     return problems
 
 
+def _decodable_blocks(store: Store) -> list[Block]:
+    """Every stored block that still decodes to its key (damaged rows are skipped)."""
+    out = []
+    for key, value in store.iterate(P_BLOCK):
+        try:
+            block = Block.decode(value)
+        except CrowdmeshError:
+            continue
+        if block.hash == key[1:]:
+            out.append(block)
+    return out
+
+
 def reindex(store: Store, genesis: Genesis, now: int,
             contracts: Mapping[str, Contract] = CONTRACTS) -> Chain:
     """Rebuild state and indexes from the stored blocks; return the reopened chain.
 
-    Blocks that fail validation on the way are dropped. ``now`` bounds timestamps as usual.
+    Blocks that fail validation on the way, or no longer decode, are dropped. ``now`` bounds
+    timestamps as usual.
     """
-    blocks = sorted((Block.decode(v) for _, v in store.iterate(P_BLOCK)),
-                    key=lambda b: b.height)
+    # Re-import in the original arrival order where the old index still knows it, so the
+    # first-seen tie break between equal-work tips picks the same head as before.
+    seen: dict[bytes, int] = {}
+    for key, value in store.iterate(P_INDEX):
+        try:
+            seen[key[1:]] = IndexEntry.decode(key[1:], value).seq
+        except CrowdmeshError:
+            continue  # a damaged index row: that block sorts last at its height
+    blocks = sorted(_decodable_blocks(store),
+                    key=lambda b: (b.height, seen.get(b.hash, 1 << 64)))
     wipe: dict[bytes, bytes | None] = {}
     for prefix in (P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, META_HEAD, META_ACC, META_GENESIS):
         wipe.update((k, None) for k, _ in store.iterate(prefix))

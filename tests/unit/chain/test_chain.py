@@ -17,7 +17,7 @@ from crowdmesh.chain import (
     check_db,
     reindex,
 )
-from crowdmesh.chain.layout import P_STATE, P_UNDO
+from crowdmesh.chain.layout import P_BLOCK, P_STATE, P_UNDO
 from crowdmesh.chain.rules import next_target
 from crowdmesh.errors import NotFound, UsageError, ValidationError
 
@@ -189,10 +189,16 @@ def test_check_db_detects_corruption_and_reindex_repairs(tmp_path: Path, backend
         parent = b.hash
     side = ref.build(chain.genesis_hash, (), MINERS[1], dt=3)
     chain.import_block(side, NOW)
+    ref.add(side)
+    for _ in range(2):  # an equal-work rival tip, seen second: the head must stay put
+        side = ref.build(side.hash, (), MINERS[1], dt=3)
+        ref.add(side)
+        assert chain.import_block(side, NOW).status is ImportStatus.SIDE_CHAIN
     head, state = chain.head_hash, dict(chain.iter_state())
     assert check_db(store, g) == []
     key = P_STATE + b"a" + ADDRS[1]
-    store.write_batch({key: b"\x93\x01\x00\x00", P_UNDO + head: None})
+    store.write_batch({key: b"\x93\x01\x00\x00", P_UNDO + head: None,
+                       P_BLOCK + bytes(32): b"junk"})
     problems = check_db(store, g)
     assert any("accumulator" in p for p in problems) and any("undo" in p for p in problems)
     rebuilt = reindex(store, g, NOW)
