@@ -55,6 +55,7 @@ __all__ = [
     "Testnet",
     "TestnetSpec",
     "choose_ports",
+    "degrees",
     "init_testnet",
     "load_layout",
     "topology_edges",
@@ -122,6 +123,15 @@ def topology_edges(topology: str, n: int) -> list[tuple[int, int]]:
         "mesh": [(i, j) for i in range(n) for j in range(i)],
     }
     return table[topology]
+
+
+def degrees(edges: Iterable[tuple[int, int]], n: int) -> list[int]:
+    """How many peers each node has in a topology given by ``edges``."""
+    count = [0] * n
+    for a, b in edges:
+        count[a] += 1
+        count[b] += 1
+    return count
 
 
 def _port_free(port: int) -> bool:
@@ -403,7 +413,22 @@ class Testnet:
         async with trio.open_nursery() as n:
             for node in self.nodes:
                 n.start_soon(self._ready_one, node, progress)
+        await self.wait_connected()
         await self.sync_blocks()
+
+    async def wait_connected(self, edges: Sequence[tuple[int, int]] | None = None,
+                             timeout: float = 30.0) -> None:
+        """Wait until every node has at least as many peers as the topology gives it."""
+        edges = topology_edges(self.spec.topology, self.spec.n) if edges is None else edges
+        want = degrees(edges, len(self.nodes))
+        with trio.move_on_after(timeout * self.timeout_factor):
+            while True:
+                have = [len(await node.rpc("peers")) for node in self.nodes]
+                if all(h >= w for h, w in zip(have, want, strict=True)):
+                    return
+                await trio.sleep(POLL_S * 2)
+        have = [len(await node.rpc("peers")) for node in self.nodes]
+        raise AssertionError(f"wait_connected timed out: peers {have}, wanted at least {want}")
 
     async def _ready_one(self, node: NodeHandle, progress: Any) -> None:
         await node.wait_ready()
@@ -491,6 +516,7 @@ class Testnet:
         async with trio.open_nursery() as n:
             for node in self.nodes:
                 n.start_soon(node.wait_ready)
+        await self.wait_connected(edges)
 
     def combined_logs(self) -> str:
         """Every node's log lines, merged by timestamp and prefixed with the node index."""

@@ -2,8 +2,8 @@
 
 Rule 1: ``up`` starts each daemon in its own session (so it outlives the launcher and a Ctrl-C
 in the terminal does not reach it), records ``nodeI/daemon.pid``, then waits, bounded and with
-a progress display, until every node is ready and all share one head. If that fails it stops
-what it started and exits 1, keeping the logs.
+a progress display, until every node is ready, has its topology's peers, and all share one
+head. If that fails it stops what it started and exits 1, keeping the logs.
 Rule 2: ``down`` asks each daemon to stop (SIGTERM), waits up to :data:`DOWN_TIMEOUT_S`, then
 SIGKILLs stragglers and removes the pid files. It is idempotent.
 """
@@ -24,7 +24,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crowdmesh.daemon.rpc_client import ControlClient, DaemonUnavailable
-from crowdmesh.daemon.testnet import NodeInfo, daemon_command, load_layout
+from crowdmesh.daemon.testnet import (
+    NodeInfo,
+    daemon_command,
+    degrees,
+    load_layout,
+    topology_edges,
+)
 
 __all__ = ["down", "show_status", "up"]
 
@@ -97,7 +103,7 @@ async def _heads(root: Path, nodes: list[NodeInfo]) -> list[str | None]:
 
 async def up(root: Path, as_json: bool) -> int:
     """Start every node not already running; wait until all are ready and synced."""
-    _, nodes = load_layout(root)
+    spec, nodes = load_layout(root)
     console = Console(stderr=True)
     pids = {n.index: _read_pid(root, n) or _spawn(root, n) for n in nodes}
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
@@ -105,12 +111,15 @@ async def up(root: Path, as_json: bool) -> int:
     try:
         with Progress(*columns, console=console, disable=as_json) as progress:
             ready = progress.add_task("daemons ready", total=len(nodes))
+            linked = progress.add_task("connected", total=len(nodes))
             synced = progress.add_task("on one head", total=len(nodes))
             with trio.fail_after(UP_TIMEOUT_S):
                 async with trio.open_nursery() as nursery:
                     for n in nodes:
                         nursery.start_soon(_ready_then_tick, root, n, pids[n.index],
                                            progress, ready)
+                want = degrees(topology_edges(spec.topology, spec.n), spec.n)
+                await _wait_connected(root, nodes, want, progress, linked)
                 await _wait_synced(root, nodes, progress, synced)
     except (RuntimeError, trio.TooSlowError) as exc:
         console.print(f"[red]testnet up failed:[/red] {exc}; stopping (logs kept in {root})")
@@ -123,6 +132,16 @@ async def _ready_then_tick(root: Path, info: NodeInfo, pid: int, progress: Progr
                            task: Any) -> None:
     await _wait_ready(root, info, pid)
     progress.advance(task)
+
+
+async def _wait_connected(root: Path, nodes: list[NodeInfo], want: list[int],
+                          progress: Progress, task: Any) -> None:
+    while True:
+        have = [len(await _call(root, n, "peers")) for n in nodes]
+        progress.update(task, completed=sum(h >= w for h, w in zip(have, want, strict=True)))
+        if all(h >= w for h, w in zip(have, want, strict=True)):
+            return
+        await trio.sleep(0.1)
 
 
 async def _wait_synced(root: Path, nodes: list[NodeInfo], progress: Progress, task: Any) -> None:
