@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
 from crowdmesh.chain.codec import Address, BlockHash, expect_array, pack, unpack
 from crowdmesh.chain.rules import HeaderInfo
@@ -127,10 +126,3 @@ class TxLocation:
         """Parse a stored location."""
         h, i = expect_array(unpack(data, 128), 2, "txloc")
         return cls(BlockHash(h), i)
-
-
-def decode_any(data: bytes) -> Any:
-    """Unpack an internal record without a schema (used by ``check_db``)."""
-    return unpack(data, _RECORD_CAP)
-
-

@@ -165,10 +165,16 @@ def test_bad_merkle_root() -> None:
     assert reject_code(chain, dropped) == "bad-block-merkle"
 
 
+def good_and_bad_root(chain: Chain) -> tuple[Block, Block]:
+    """A valid next block and the same block with a wrong state root."""
+    good = next_block(chain, (transfer(0, 0, ADDRS[1], 5),))
+    return good, mine_block(Block(dataclasses.replace(good.header, state_root=bytes(32)),
+                                  good.txs))
+
+
 def test_bad_state_root() -> None:
     chain = fresh_chain()
-    good = next_block(chain, (transfer(0, 0, ADDRS[1], 5),))
-    bad = mine_block(Block(dataclasses.replace(good.header, state_root=bytes(32)), good.txs))
+    good, bad = good_and_bad_root(chain)
     assert reject_code(chain, bad) == "bad-block-state-root"
     assert chain.import_block(good, NOW).status is ImportStatus.CONNECTED
 
@@ -248,8 +254,7 @@ def test_registry_key_without_valid_pok() -> None:
 
 def test_block_from_invalid_ancestor_is_refused() -> None:
     chain = fresh_chain()
-    good = next_block(chain, (transfer(0, 0, ADDRS[1], 5),))
-    bad = mine_block(Block(dataclasses.replace(good.header, state_root=bytes(32)), good.txs))
+    _, bad = good_and_bad_root(chain)
     assert reject_code(chain, bad) == "bad-block-state-root"
     assert reject_code(chain, bad) == "bad-block-known-invalid"
     child = raw_block(chain, parent=bad.hash, height=2)
