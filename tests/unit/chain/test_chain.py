@@ -239,3 +239,21 @@ def test_supply_after_blocks_and_reorg() -> None:
     assert chain.import_block(b2, NOW).reorg
     assert supply_holds(chain)
     assert sum(a.balance for _, a in chain.iter_accounts()) == 4_000_000 + 2000 - 100
+
+
+def test_invalid_pooled_orphan_is_reported_not_raised() -> None:
+    chain = fresh_chain()
+    ref = Reference(chain.genesis)
+    b1 = ref.build(chain.genesis_hash, (), MINERS[0])
+    ref.add(b1)
+    good = ref.build(b1.hash, (), MINERS[0])
+    bad = ref.build(b1.hash, (), MINERS[1], dt=12, bad_root=True)
+    late = ref.build(b1.hash, (), MINERS[2], dt=-20)  # before the median time past
+    for orphan in (bad, late, good):
+        assert chain.import_block(orphan, NOW).status is ImportStatus.ORPHAN
+    result = chain.import_block(b1, NOW)
+    assert result.status is ImportStatus.CONNECTED
+    assert dict(result.rejected) == {bad.hash: "bad-block-state-root",
+                                     late.hash: "bad-block-time-early"}
+    assert result.connected == (b1, good) and chain.head_hash == good.hash
+    assert chain.orphan_count() == 0
