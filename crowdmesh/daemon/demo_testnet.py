@@ -37,22 +37,27 @@ console = Console()
 
 
 class _Arrivals:
-    """First-seen time of every block hash on every node."""
+    """When each block became the head of each node (from the ``heads`` subscriptions)."""
 
     def __init__(self, n_nodes: int) -> None:
         self.n = n_nodes
         self.seen: dict[str, dict[int, float]] = {}
-        self.height: dict[str, int] = {}
 
     def record(self, node: int, event: dict[str, Any]) -> None:
         times = self.seen.setdefault(event["hash"], {})
-        self.height[event["hash"]] = int(event["height"])
+        first_anywhere = not times
         times.setdefault(node, time.monotonic())
-        if len(times) == self.n:
-            first = min(times.values())
-            delays = "  ".join(f"node{i} +{(times[i] - first) * 1000:4.0f} ms"
-                               for i in sorted(times))
-            console.print(f"  block {event['height']:>3} {event['hash'][:12]}  {delays}")
+        if first_anywhere:
+            console.print(f"  block {event['height']:>3} {event['hash'][:10]} "
+                          f"first head on node{node}")
+
+    def row(self, block_hash: str) -> tuple[str, str]:
+        """(how many nodes had it as head, spread of those arrivals in ms)."""
+        times = self.seen.get(block_hash, {})
+        if not times:
+            return f"0/{self.n}", "-"
+        spread = (max(times.values()) - min(times.values())) * 1000
+        return f"{len(times)}/{self.n}", f"{spread:.0f}"
 
 
 async def _watch_heads(node: NodeHandle, arrivals: _Arrivals) -> None:
@@ -95,20 +100,36 @@ async def _wait_drained(net: Testnet, timeout: float) -> None:
     await net.sync_blocks()
 
 
+async def _blocks_table(net: Testnet, height: int, arrivals: _Arrivals) -> None:
+    miners = {n.info.account: f"node{n.index}" for n in net.nodes}
+    table = Table("height", "hash", "txs", "mined by", "head on", "spread ms",
+                  title="main chain (a block can be skipped as head when the next came at once)")
+    for h in range(1, height + 1):
+        block = await net.nodes[0].rpc("block", [h])
+        table.add_row(str(h), block["hash"][:12], str(block["tx_count"]),
+                      miners.get(block["miner"], "?"), *arrivals.row(block["hash"]))
+    console.print(table)
+
+
 async def _balances_table(net: Testnet, users: Sequence[AccountKey]) -> bool:
-    table = Table("account", *(f"node{n.index}" for n in net.nodes), title="balances")
+    table = Table("account", "balance", "change", "nonce",
+                  f"same on all {len(net.nodes)} nodes", title="balances after the transfers")
     same = True
     for k, user in enumerate(users):
-        row = [(await n.rpc("balance", [user.public.hex()]))["balance"] for n in net.nodes]
-        same &= len(set(row)) == 1
-        table.add_row(f"user{k}", *(str(b) for b in row))
+        rows = [await n.rpc("balance", [user.public.hex()]) for n in net.nodes]
+        agree = len({(r["balance"], r["nonce"]) for r in rows}) == 1
+        same &= agree
+        table.add_row(f"user{k}", str(rows[0]["balance"]),
+                      f"{rows[0]['balance'] - net.spec.balance:+d}", str(rows[0]["nonce"]),
+                      "yes" if agree else "NO")
     console.print(table)
     return same
 
 
 async def run_demo(root: Path, n_nodes: int = 5, transfers: int = 40, seed: int = 1) -> bool:
     """Run the demo in ``root``; return True if every node agreed and stopped cleanly."""
-    spec = TestnetSpec(n=n_nodes, seed=seed, topology="line", accounts=5)
+    # 2**16 hashes a block (tens of ms): fewer simultaneous blocks from the five miners
+    spec = TestnetSpec(n=n_nodes, seed=seed, topology="line", accounts=5, difficulty_bits=16)
     nodes = init_testnet(root, spec)
     console.rule(f"{n_nodes}-daemon testnet in {root}")
     console.print(f"ports {nodes[0].port}-{nodes[-1].port}, chain testnet-{seed}, line topology")
@@ -123,12 +144,13 @@ async def run_demo(root: Path, n_nodes: int = 5, transfers: int = 40, seed: int 
         async with trio.open_nursery() as watchers:
             for node in net.nodes:
                 watchers.start_soon(_watch_heads, node, arrivals)
-            console.rule(f"{transfers} transfers to random nodes; blocks as they arrive")
+            console.rule(f"{transfers} transfers; each block as it reaches every node")
             await _send_transfers(net, users, transfers, random.Random(seed))
             await _wait_drained(net, timeout=120)
             watchers.cancel_scope.cancel()
         tip = await net.sync_blocks()
         console.print(f"every node at height {tip['height']} head {str(tip['hash'])[:16]}")
+        await _blocks_table(net, int(tip["height"]), arrivals)
         same = await _balances_table(net, users)
         console.rule("stopping (SIGTERM)")
         times = await net.stop_all()
