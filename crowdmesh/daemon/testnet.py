@@ -367,6 +367,16 @@ class NodeHandle:
                 raise self._fail("printed a traceback")
         return elapsed
 
+    async def assert_start_raises_init_error(self, expected: str) -> str:
+        """Run a second daemon on this config; it must exit 1 with ``expected`` in its one-line
+        error and no traceback. Returns its stderr."""
+        proc = await trio.run_process(daemon_command(self.config), capture_stderr=True,
+                                      stdin=subprocess.DEVNULL, check=False)
+        err = proc.stderr.decode(errors="replace")
+        ok = proc.returncode == 1 and expected in err and "Traceback" not in err
+        assert ok, f"expected exit 1 with {expected!r}, got {proc.returncode}: {err[-2000:]}"
+        return err
+
     async def kill(self) -> None:
         """SIGKILL the daemon (a crash) and reap it."""
         assert self.process is not None

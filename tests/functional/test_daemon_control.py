@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 import trio
@@ -82,7 +83,36 @@ class ControlSocketAbuse(CrowdmeshTestFramework):
         assert json.loads(out)[0]["height"] == 0
         table = await self.cli(node, "peers")
         assert table is not None
+        await self.follow_logs(node)
         assert node.running
+
+    async def follow_logs(self, node):
+        """``crowdmesh logs -f`` prints the daemon's events as they happen."""
+        cmd = [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(node.socket),
+               "logs", "-f"]
+        send, recv = trio.open_memory_channel(100)
+        async with trio.open_nursery() as n:
+            proc = await n.start(partial(trio.run_process, cmd, stdout=subprocess.PIPE,
+                                         check=False))
+
+            async def lines():
+                buf = b""
+                async for chunk in proc.stdout:
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        await send.send(line.decode())
+
+            n.start_soon(lines)
+            with trio.fail_after(20 * self.timeout_factor):
+                # subscribed once the daemon logs nothing more until asked; mine until seen
+                while True:
+                    await node.rpc("generate", [1])
+                    with trio.move_on_after(1):
+                        line = await recv.receive()
+                        if "event=" in line:
+                            break
+            proc.terminate()
 
     async def cli(self, node, *args):
         cmd = [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(node.socket), *args]
