@@ -500,8 +500,10 @@ class ControlServer:
             self.clients += 1
             try:
                 await self._serve_client(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-                pass  # the client went away or stopped reading; nothing to answer
+            except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+                # the client went away or stopped reading (write timeout): drop it; these
+                # arrive grouped from the connection's nursery, hence except*
+                pass
             finally:
                 self.clients -= 1
 

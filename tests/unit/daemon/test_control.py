@@ -293,3 +293,35 @@ async def test_client_reports_missing_daemon(sock_dir):
     with pytest.raises(DaemonUnavailable) as info:
         await ControlClient.connect(sock_dir / "plain")
     assert info.value.code == "daemon-not-running"
+
+
+async def test_client_vanishing_before_its_reply_does_not_hurt_the_server(sock_dir, fake_node):
+    fake_node.generate_delay = 0.2
+    async with serving(sock_dir, fake_node) as (path, server, hub):
+        for _ in range(3):
+            c = await ControlClient.connect(path)
+            await c.call("subscribe", ["heads"])
+            await c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"generate","params":[1]}\n')
+            await c.aclose()  # gone before the reply is written
+        hub.publish_nowait("heads", {"height": 9})
+        await trio.sleep(0.5)
+        async with await ControlClient.connect(path) as c:
+            assert (await c.call("head"))["height"] == 3
+        with trio.fail_after(5):
+            while server.clients or hub.subscriber_count():
+                await trio.sleep(0.01)
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped(sock_dir, fake_node, monkeypatch):
+    monkeypatch.setattr(control, "WRITE_TIMEOUT_S", 0.2)
+    async with serving(sock_dir, fake_node) as (path, server, hub):
+        c = await ControlClient.connect(path)
+        await c.call("subscribe", ["logs"])
+        big = {"event": "x" * 60_000}
+        with trio.fail_after(10):
+            while server.clients:  # never read: the socket buffer fills, the write times out
+                hub.publish_nowait("logs", big)
+                await trio.sleep(0.01)
+        await c.aclose()
+        async with await ControlClient.connect(path) as c2:
+            assert (await c2.call("head"))["height"] == 3
