@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -34,6 +34,7 @@ from crowdmesh.daemon.api import EventSink, JsonObj, MiningMode
 from crowdmesh.daemon.chainsync import ChainSync
 from crowdmesh.daemon.config import NodeConfig
 from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
+from crowdmesh.daemon.groupstore import GroupCommitStore
 from crowdmesh.daemon.ledger import Ledger, decode_tx_hex
 from crowdmesh.daemon.logs import log_event, log_reject
 from crowdmesh.daemon.mining import MiningRunner
@@ -42,6 +43,7 @@ from crowdmesh.p2p.gossip import BLOCKS, TXS, Incoming
 from crowdmesh.p2p.messages import MAX_GOSSIP_BYTES, BlockAnnounce, Message, NewBlock, TxGossip
 from crowdmesh.p2p.network import Network, NetworkConfig, open_network
 from crowdmesh.roles.dispatch import Role, dispatch
+from crowdmesh.roles.effects import PublishTx
 from crowdmesh.roles.events import (
     BlockMined,
     CompetingTipSeen,
@@ -73,8 +75,10 @@ def _now() -> int:
 class Node:
     """Implements :class:`crowdmesh.daemon.api.NodeControl` over the wired parts."""
 
-    def __init__(self, cfg: NodeConfig, events: EventSink, ledger: Ledger, miner: bytes) -> None:
+    def __init__(self, cfg: NodeConfig, events: EventSink, ledger: Ledger, miner: bytes,
+                 store: GroupCommitStore | None = None) -> None:
         self.cfg = cfg
+        self.store = store
         self.events = events
         self.ledger = ledger
         self.miner_address = miner
@@ -105,7 +109,8 @@ class Node:
         """Connect the running network and start the node's tasks in ``nursery``."""
         self.net = net
         self.sync = ChainSync(net, self.ledger.chain, self.ledger.genesis.chain_id,
-                              self._import_from_peer)
+                              self._import_from_peer,
+                              self.store.group if self.store is not None else nullcontext)
         self.runner = MiningRunner(nursery, self._template, self._on_mined)
         self.executor = EffectExecutor(EffectPorts(
             mine_on=self.runner.mine_on, stop_mining=self.runner.stop,
@@ -195,6 +200,9 @@ class Node:
                       txs=len(block.txs), source=source)
         self.events.publish_nowait("heads", {"hash": head.hash.hex(), "height": head.height,
                                              "reorg": result.reorg})
+        # why re-announce: peers that only saw the losing chain may never have seen these
+        self.executor.run([PublishTx(tx.encode()) for tx in result.returned_txs
+                           if tx.txid in self.ledger.mempool])
         self.deliver(HeadChanged(head.hash, head.height))
         self.deliver(MempoolChanged(len(self.ledger.mempool)))
 
@@ -367,7 +375,7 @@ async def run_node(
     genesis = _load_genesis(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        store = SqliteStore.open(str(config.chain_db))
+        store = GroupCommitStore(SqliteStore.open(str(config.chain_db)))
         stack.callback(store.close)
         chain = Chain.open(store, genesis)
         ledger = Ledger(chain, Mempool(chain))
@@ -381,7 +389,7 @@ async def run_node(
 
         async with open_network(net_cfg, ledger, ledger.check_gossip, on_event) as net:
             public = net.host.get_public_key().to_bytes()
-            node = Node(config, events, ledger, _miner_address(config, public))
+            node = Node(config, events, ledger, _miner_address(config, public), store)
             node_box.append(node)
             async with trio.open_nursery() as nursery:
                 node.attach(net, nursery)

@@ -18,7 +18,8 @@ N_TRANSFERS = 500
 
 async def mempools_empty(net: Testnet) -> bool:
     for node in net.nodes:
-        if (await node.rpc("mempool"))["size"]:
+        pool = await node.rpc("mempool")
+        if pool["size"] or pool["gap_buffered"]:
             return False
     return True
 
@@ -37,11 +38,13 @@ async def test_five_daemons_500_transfers_mined_once_same_head_and_balances(
         wallet = Wallet(net.root)
         sink = bytes(range(32))
         txids = []
+        sent = {}
         for i in range(N_TRANSFERS):
             tx = wallet.transfer(i % len(wallet.keys), sink, 1 + i)
             node = net.nodes[rng.randrange(len(net.nodes))]
             reply = await node.rpc("submit_tx", [tx.encode().hex()])
             txids.append(reply["txid"])
+            sent[reply["txid"]] = (i % len(wallet.keys), tx.nonce, node.index, reply["status"])
         log.info("submitted %d transfers", N_TRANSFERS)
         await wait_until(lambda: mempools_empty(net), 120, "all mempools to empty")
         head = await net.sync_blocks(timeout=60)
@@ -52,6 +55,8 @@ async def test_five_daemons_500_transfers_mined_once_same_head_and_balances(
         for height in range(1, head["height"] + 1):
             for txid in (await node.rpc("block", [height]))["txids"]:
                 seen[txid] = seen.get(txid, 0) + 1
+        missing = sorted(sent[t] for t in set(txids) - set(seen))
+        assert not missing, f"never mined (sender, nonce, node, status): {missing}"
         assert sorted(seen) == sorted(txids)
         assert set(seen.values()) == {1}
 
