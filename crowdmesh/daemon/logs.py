@@ -26,6 +26,7 @@ __all__ = [
     "LEVELS",
     "KvFormatter",
     "SinkHandler",
+    "adopt_library_loggers",
     "format_kv",
     "log_event",
     "log_reject",
@@ -130,10 +131,23 @@ def setup_logging(
         hub_handler = SinkHandler(sink)
         hub_handler.setFormatter(KvFormatter(journald=False))
         root.addHandler(hub_handler)
-    for name in _QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    adopt_library_loggers()
     set_level(level)
     return logging.getLogger(_ROOT)
+
+
+def adopt_library_loggers() -> None:
+    """Route third-party loggers through our handlers at WARNING.
+
+    py-libp2p sets ``propagate = False`` on its logger when imported, so its warnings would
+    reach stderr through ``logging.lastResort`` as bare, unstructured lines; call this again
+    after importing it.
+    """
+    for name in _QUIET_LIBRARIES:
+        lib = logging.getLogger(name)
+        lib.setLevel(logging.WARNING)
+        lib.handlers.clear()
+        lib.propagate = True
 
 
 def set_level(level: str) -> None:

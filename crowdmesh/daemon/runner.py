@@ -26,7 +26,7 @@ import trio
 from crowdmesh.daemon.api import NodeControl
 from crowdmesh.daemon.config import RELOADABLE, NodeConfig, load_config
 from crowdmesh.daemon.control import ControlServer, EventHub, NodeSlot
-from crowdmesh.daemon.logs import log_event, set_level, setup_logging
+from crowdmesh.daemon.logs import adopt_library_loggers, log_event, set_level, setup_logging
 from crowdmesh.daemon.notify import sd_notify
 from crowdmesh.errors import CrowdmeshError
 
@@ -102,6 +102,7 @@ class _Daemon:
     async def run_node_task(self, task_status: TaskStatus[NodeControl]) -> None:
         from crowdmesh.daemon.node import run_node
 
+        adopt_library_loggers()  # importing the node imported py-libp2p, which hides its logs
         await run_node(self.cfg, self.hub, task_status=task_status)
         log_event(log, "node-stopped")
         assert self.nursery is not None

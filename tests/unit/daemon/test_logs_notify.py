@@ -98,3 +98,16 @@ def test_sd_notify_sends_a_datagram(sock_dir, abstract):
         assert receiver.recv(4096) == b"READY=1\nSTATUS=serving"
     finally:
         receiver.close()
+
+
+def test_library_warnings_become_structured_lines(restore_logging):
+    lib = logging.getLogger("libp2p.transport.tcp")
+    logging.getLogger("libp2p").propagate = False  # what py-libp2p does on import
+    out = io.StringIO()
+    setup_logging("info", None, stream=out, env={})
+    lib.info("chatty")
+    lib.error("Failed to open TCP stream: %s", "refused")
+    assert out.getvalue().splitlines() == [
+        out.getvalue().splitlines()[0].split(" ", 1)[0]
+        + ' level=error logger=libp2p.transport.tcp event="Failed to open TCP stream: refused"'
+    ]
