@@ -5,7 +5,8 @@ in the terminal does not reach it), records ``nodeI/daemon.pid``, then waits, bo
 a progress display, until every node is ready, has its topology's peers, and all share one
 head. If that fails it stops what it started and exits 1, keeping the logs.
 Rule 2: ``down`` asks each daemon to stop (SIGTERM), waits up to :data:`DOWN_TIMEOUT_S`, then
-SIGKILLs stragglers and removes the pid files. It is idempotent.
+SIGKILLs stragglers and removes the pid files. It is idempotent, and it only signals a pid whose
+command line still names that node's config (pids get recycled).
 """
 
 from __future__ import annotations
@@ -52,12 +53,22 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _is_our_daemon(pid: int, config: Path) -> bool:
+    """True if ``pid`` still runs a daemon on ``config`` (a recycled pid is left alone)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return _alive(pid)  # no /proc: trust the pid file
+    return os.fsencode(config) in argv
+
+
 def _read_pid(root: Path, info: NodeInfo) -> int | None:
     try:
         pid = int(_pid_file(root, info).read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    config = root / f"node{info.index}" / "crowdmesh.toml"
+    return pid if _alive(pid) and _is_our_daemon(pid, config) else None
 
 
 def _spawn(root: Path, info: NodeInfo) -> int:

@@ -84,7 +84,21 @@ class ControlSocketAbuse(CrowdmeshTestFramework):
         table = await self.cli(node, "peers")
         assert table is not None
         await self.follow_logs(node)
+        await self.send_with_the_cli(node)
         assert node.running
+
+    async def send_with_the_cli(self, node):
+        """``crowdmesh send`` signs with a keystore key; the transfer gets mined."""
+        keys = ["--data-dir", str(self.root)]
+        before = json.loads(await self.cli(node, "--json", "balance", "user1", *keys))
+        out = await self.cli(node, "--json", "send", "--from", "user0", "--to", "user1",
+                             "--amount", "25", *keys)
+        txid = json.loads(out)["txid"]
+        with trio.fail_after(30 * self.timeout_factor):  # on-demand mining picks it up
+            while json.loads(await self.cli(node, "--json", "tx", txid))["status"] != "confirmed":
+                await trio.sleep(0.1)
+        after = json.loads(await self.cli(node, "--json", "balance", "user1", *keys))
+        assert after["balance"] - before["balance"] == 25
 
     async def follow_logs(self, node):
         """``crowdmesh logs -f`` prints the daemon's events as they happen."""
