@@ -1,8 +1,9 @@
 """The harness's own network operations on real daemons: split, mine on both sides, join, and
-a SIGKILLed node that restarts, passes check-db and resyncs."""
+a SIGKILLed node that passes check-db, reindexes, restarts and resyncs."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -39,6 +40,11 @@ class SplitJoin(CrowdmeshTestFramework):
             [sys.executable, "-m", "crowdmesh.daemon.cli", "check-db", "--config",
              str(n3.config)], capture_stdout=True, capture_stderr=True, check=False)
         assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+        proc = await trio.run_process(
+            [sys.executable, "-m", "crowdmesh.daemon.cli", "--json", "reindex", "--config",
+             str(n3.config)], capture_stdout=True, capture_stderr=True, check=False)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert json.loads(proc.stdout)["height"] == 6  # what n3 had when it was killed
         await n3.start(self.net.nursery)
         await n3.wait_ready()
         assert (await self.net.sync_blocks())["height"] == 9
