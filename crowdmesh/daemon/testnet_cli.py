@@ -182,9 +182,12 @@ async def show_status(root: Path, as_json: bool) -> int:
 
 
 async def _status_row(root: Path, info: NodeInfo) -> dict[str, Any]:
-    row: dict[str, Any] = {"node": info.index, "pid": _read_pid(root, info), "port": info.port}
-    if row["pid"] is None:
+    row: dict[str, Any] = {"node": info.index, "port": info.port}
+    pid = _read_pid(root, info)
+    if pid is None:
+        row["head"] = "not running"
         return row
+    row["pid"] = pid
     try:
         head = await _call(root, info, "head")
         row["height"], row["head"] = head.get("height"), str(head.get("hash", ""))[:16]

@@ -22,6 +22,7 @@ def cm(*args, timeout=120):
 
 def test_testnet_up_status_down():
     root = Path(tempfile.mkdtemp(prefix="cmtn-", dir="/tmp")) / "tn"
+    pids = []
     try:
         up = cm("--json", "testnet", "up", "--dir", str(root), "-n", "3", "--seed",
                 str(os.getpid()), "--topology", "star")
