@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_JSON ?=
 
-.PHONY: demo test check bench venv clean
+.PHONY: demo demo-crypto test check bench venv clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python -m crowdmesh.daemon.demo_testnet
+
+demo-crypto: $(STAMP)
 	$(BIN)/python -m crowdmesh.daemon.demo
 
 check: $(STAMP)
