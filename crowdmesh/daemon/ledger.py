@@ -32,6 +32,7 @@ from crowdmesh.p2p.messages import (
     Message,
     NewBlock,
     Status,
+    TxBatch,
     TxGossip,
 )
 
@@ -53,6 +54,7 @@ class Ledger:
         # Cheap checks per gossip message type (one table, as the dispatch rules ask).
         self._checks: dict[type[Message], Callable[[Message], None]] = {
             TxGossip: self._check_tx_gossip,
+            TxBatch: self._check_tx_batch,
             NewBlock: self._check_new_block,
             BlockAnnounce: self._check_announce,
         }
@@ -69,7 +71,15 @@ class Ledger:
 
     def _check_tx_gossip(self, msg: Message) -> None:
         assert isinstance(msg, TxGossip)
-        tx = Transaction.decode(msg.tx)
+        self._check_tx(msg.tx)
+
+    def _check_tx_batch(self, msg: Message) -> None:
+        assert isinstance(msg, TxBatch)
+        for raw in msg.txs:
+            self._check_tx(raw)
+
+    def _check_tx(self, raw: bytes) -> None:
+        tx = Transaction.decode(raw)
         if tx.chain_id != self.genesis.chain_id:
             raise ValidationError("bad-tx-chain-id", tx.chain_id)
         if not tx.has_valid_signature():

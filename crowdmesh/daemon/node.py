@@ -40,7 +40,15 @@ from crowdmesh.daemon.logs import log_event, log_reject
 from crowdmesh.daemon.mining import MiningRunner
 from crowdmesh.errors import DecodeError, UsageError, ValidationError
 from crowdmesh.p2p.gossip import BLOCKS, TXS, Incoming
-from crowdmesh.p2p.messages import MAX_GOSSIP_BYTES, BlockAnnounce, Message, NewBlock, TxGossip
+from crowdmesh.p2p.messages import (
+    MAX_GOSSIP_BYTES,
+    MAX_TXS_PER_BATCH,
+    BlockAnnounce,
+    Message,
+    NewBlock,
+    TxBatch,
+    TxGossip,
+)
 from crowdmesh.p2p.network import Network, NetworkConfig, open_network
 from crowdmesh.roles.dispatch import Role, dispatch
 from crowdmesh.roles.effects import PublishTx
@@ -66,6 +74,9 @@ p2p_log = logging.getLogger("crowdmesh.p2p")
 MAX_GENERATE = 10_000
 GOSSIP_BLOCK_LIMIT = MAX_GOSSIP_BYTES - 256  # room for the message envelope
 QUEUED_CODES = frozenset({"mempool-nonce-gap"})  # held in the ledger's gap buffer, not lost
+TX_OUTBOX = 8192
+TX_BATCH_WINDOW_S = 0.02
+TX_BATCH_BYTES = MAX_GOSSIP_BYTES - 64  # room for the batch's own msgpack framing
 
 
 def _now() -> int:
@@ -93,8 +104,10 @@ class Node:
         self.sync: ChainSync
         self.runner: MiningRunner
         self.executor: EffectExecutor
+        self._tx_out, self._tx_outbox = trio.open_memory_channel[bytes](TX_OUTBOX)
         self._intake: dict[type[Message], Callable[[Incoming], None]] = {
             TxGossip: self._on_tx_gossip,
+            TxBatch: self._on_tx_batch,
             NewBlock: self._on_new_block,
             BlockAnnounce: self._on_block_announce,
         }
@@ -117,6 +130,7 @@ class Node:
             publish_block=self._publish_block, publish_tx=self._publish_tx,
             submit_tx=self._submit_raw, deliver=self.deliver), nursery)
         nursery.start_soon(self._intake_loop)
+        nursery.start_soon(self._tx_batcher)
         nursery.start_soon(self.sync.run)
         self.sync.request()
         if Role.MINER in self.roles:
@@ -152,11 +166,19 @@ class Node:
 
     def _on_tx_gossip(self, item: Incoming) -> None:
         assert isinstance(item.msg, TxGossip)
+        self._accept_gossiped_tx(item.msg.tx, item.origin)
+
+    def _on_tx_batch(self, item: Incoming) -> None:
+        assert isinstance(item.msg, TxBatch)
+        for raw in item.msg.txs:
+            self._accept_gossiped_tx(raw, item.origin)
+
+    def _accept_gossiped_tx(self, raw: bytes, origin: str) -> None:
         try:
-            self._pooled(self.ledger.add_tx(Transaction.decode(item.msg.tx)))
+            self._pooled(self.ledger.add_tx(Transaction.decode(raw)))
         except (DecodeError, ValidationError) as exc:
             if exc.code not in QUEUED_CODES:  # gossip reorders honest senders' nonces
-                self._reject(item.origin, TXS, exc)
+                self._reject(origin, TXS, exc)
 
     def _on_new_block(self, item: Incoming) -> None:
         assert isinstance(item.msg, NewBlock)
@@ -199,7 +221,7 @@ class Node:
             log_event(log, "block-connected", height=block.height, hash=block.hash.hex(),
                       txs=len(block.txs), source=source)
         self.events.publish_nowait("heads", {"hash": head.hash.hex(), "height": head.height,
-                                             "reorg": result.reorg})
+                                             "reorg": result.reorg, "ts": time.time()})
         # why re-announce: peers that only saw the losing chain may never have seen these
         self.executor.run([PublishTx(tx.encode()) for tx in result.returned_txs
                            if tx.txid in self.ledger.mempool])
@@ -246,7 +268,36 @@ class Node:
             await self.net.publish(BLOCKS, BlockAnnounce(Block.decode(raw).header.encode()))
 
     async def _publish_tx(self, raw: bytes) -> None:
-        await self.net.publish(TXS, TxGossip(raw))
+        try:
+            self._tx_out.send_nowait(raw)
+        except trio.WouldBlock:  # the batcher is far behind: send this one on its own
+            await self.net.publish(TXS, TxGossip(raw))
+
+    async def _tx_batcher(self) -> None:
+        """Publish queued transactions as :class:`TxBatch` messages of at most
+        :data:`TX_BATCH_BYTES`, waiting at most :data:`TX_BATCH_WINDOW_S` after the first so a
+        single transaction stays prompt."""
+        carry: bytes | None = None
+        while True:
+            first = carry if carry is not None else await self._tx_outbox.receive()
+            carry = None
+            batch, size = [first], len(first) + 8
+            with trio.move_on_after(TX_BATCH_WINDOW_S):
+                while len(batch) < MAX_TXS_PER_BATCH:
+                    raw = await self._tx_outbox.receive()
+                    if size + len(raw) + 8 > TX_BATCH_BYTES:
+                        carry = raw  # starts the next batch
+                        break
+                    batch.append(raw)
+                    size += len(raw) + 8
+            await self._publish_batch(batch)
+
+    async def _publish_batch(self, batch: list[bytes]) -> None:
+        try:
+            await self.net.publish(TXS, TxBatch(tuple(batch)))
+        except DecodeError as exc:  # one transaction near the 64 KiB payload cap
+            log_event(log, "tx-not-gossiped", logging.WARNING, code=exc.code,
+                      txs=len(batch), bytes=sum(map(len, batch)))
 
     async def _submit_raw(self, raw: bytes) -> None:
         await self.submit_tx(raw.hex())

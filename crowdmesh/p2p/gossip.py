@@ -38,6 +38,7 @@ from crowdmesh.p2p.messages import (
     BlockAnnounce,
     Message,
     NewBlock,
+    TxBatch,
     TxGossip,
     decode_message,
     encode_message,
@@ -70,7 +71,7 @@ INCOMING_CHANNEL_SIZE = 8192
 # Which message types may appear on which topic kind; anything else is `wrong-topic`.
 TOPIC_MESSAGES: dict[str, frozenset[type[Message]]] = {
     BLOCKS: frozenset({NewBlock, BlockAnnounce}),
-    TXS: frozenset({TxGossip}),
+    TXS: frozenset({TxGossip, TxBatch}),
 }
 
 RejectFn = Callable[[str, str, str, str], None]

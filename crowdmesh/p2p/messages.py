@@ -36,6 +36,7 @@ __all__ = [
     "NewBlock",
     "Status",
     "SyncFailed",
+    "TxBatch",
     "TxGossip",
     "decode_message",
     "encode_message",
@@ -48,6 +49,7 @@ MAX_SYNC_FRAME_BYTES = 16 * 1024 * 1024
 MAX_HEADERS_PER_REQUEST = 2048
 MAX_BLOCKS_PER_REQUEST = 256
 MAX_ITEM_BYTES = 4 * 1024 * 1024
+MAX_TXS_PER_BATCH = 1024
 HASH_SIZE = 32
 
 
@@ -82,6 +84,19 @@ class TxGossip(Message):
 
     def __post_init__(self) -> None:
         _need(0 < len(self.tx) <= MAX_GOSSIP_BYTES, "bad-msg-item", "tx size")
+
+
+@dataclass(frozen=True, slots=True)
+class TxBatch(Message):
+    """Several transactions in one gossip message: per-message costs (signing, encryption,
+    validation) dominate small transactions, so a node batches what it originates."""
+
+    TYPE: ClassVar[str] = "txs"
+    txs: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _need(0 < len(self.txs) <= MAX_TXS_PER_BATCH, "bad-msg-count", "1..1024 transactions")
+        _need(all(0 < len(t) <= MAX_GOSSIP_BYTES for t in self.txs), "bad-msg-item", "tx size")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +208,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (
         TxGossip,
+        TxBatch,
         NewBlock,
         BlockAnnounce,
         GetStatus,

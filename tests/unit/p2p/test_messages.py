@@ -18,6 +18,7 @@ from crowdmesh.p2p.messages import (
     Headers,
     NewBlock,
     Status,
+    TxBatch,
     TxGossip,
     decode_message,
     encode_message,
@@ -43,6 +44,8 @@ def test_golden_bytes(msg, hexed) -> None:
 MESSAGES = st.one_of(
     st.builds(TxGossip, st.binary(min_size=1, max_size=300)),
     st.builds(NewBlock, st.binary(min_size=1, max_size=300)),
+    st.builds(TxBatch, st.lists(st.binary(min_size=1, max_size=50), min_size=1,
+                                max_size=20).map(tuple)),
     st.builds(GetHeaders, st.integers(0, 2**40), st.integers(1, 2048)),
     st.builds(Headers, st.integers(0, 2**40),
               st.lists(st.binary(min_size=1, max_size=50), max_size=20).map(tuple)),
@@ -83,6 +86,8 @@ def pack(obj) -> bytes:
         (pack(["get-blocks", [b"short"]]), "bad-msg-hash"),
         (pack(["blocks", [b"x", "y"]]), "bad-msg-field-type"),
         (pack(["tx", b""]), "bad-msg-item"),
+        (pack(["txs", []]), "bad-msg-count"),
+        (pack(["txs", [b"a"] * 1025]), "bad-msg-count"),
         (pack(["status", "c", 1, H, "-5"]), "bad-msg-field"),
     ],
 )
