@@ -386,6 +386,16 @@ class Node:
             await self._mined_changed.wait()
         return self._mined[start:start + n_blocks]
 
+    async def connect_peer(self, addr: str) -> JsonObj:
+        """Dial ``/ip4/…/tcp/…/p2p/<id>`` once (``PeerControl``)."""
+        ok = await self.net.connect(addr)
+        return {"addr": addr, "connected": ok}
+
+    async def disconnect_peer(self, peer_id: str) -> JsonObj:
+        """Drop a peer's connections and stop redialling it (``PeerControl``)."""
+        await self.net.disconnect(peer_id)
+        return {"peer": peer_id, "disconnected": True}
+
     def request_stop(self) -> None:
         """Ask :func:`run_node` to return (graceful stop)."""
         self._stop.set()

@@ -22,9 +22,11 @@ import multiaddr
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
 from libp2p.tools.anyio_service import background_trio_service
 
+from crowdmesh.errors import UsageError
 from crowdmesh.p2p.gossip import CheckFn, Gossip, GossipConfig
 from crowdmesh.p2p.host import (
     Backoff,
@@ -70,6 +72,7 @@ class Network:
         self.watch = watch
         self.scores = gossip.scores
         self._nursery = nursery
+        self._maintainers: dict[ID, trio.CancelScope] = {}
 
     @property
     def peer_id(self) -> str:
@@ -113,14 +116,40 @@ class Network:
         return await dial(self.host, parse_peer_addr(addr))
 
     def add_bootstrap(self, addr: str) -> None:
-        """Keep a connection to ``addr`` for as long as the network runs."""
-        self._nursery.start_soon(maintain_peer, self.host, self.watch,
-                                 parse_peer_addr(addr), Backoff())
+        """Keep a connection to ``addr`` until :meth:`disconnect` (or the network stops)."""
+        info = parse_peer_addr(addr)
+        if info.peer_id in self._maintainers:
+            return
+        scope = trio.CancelScope()
+        self._maintainers[info.peer_id] = scope
+        self._nursery.start_soon(self._maintain, info, scope)
+
+    async def _maintain(self, info: PeerInfo, scope: trio.CancelScope) -> None:
+        with scope:
+            await maintain_peer(self.host, self.watch, info, Backoff())
+
+    async def disconnect(self, peer: str) -> None:
+        """Stop keeping ``peer`` connected and drop its connections.
+
+        Raises:
+            UsageError: ``bad-peer-id`` for text that is not a base58 peer id.
+        """
+        try:
+            pid = ID.from_base58(peer)
+        except Exception as exc:  # base58/multihash raise assorted types
+            raise UsageError("bad-peer-id", peer) from exc
+        scope = self._maintainers.pop(pid, None)
+        if scope is not None:
+            scope.cancel()
+        # why: py-libp2p's auto-connector redials every peer with a known address
+        self.host.get_peerstore().clear_addrs(pid)
+        await self._disconnect(pid)
 
     def ban(self, peer: str) -> None:
         """Blacklist ``peer`` in pubsub and drop its connections."""
         pid = ID.from_base58(peer)
         self.gossip.pubsub.add_to_blacklist(pid)
+        self.host.get_peerstore().clear_addrs(pid)
         self._nursery.start_soon(self._disconnect, pid)
 
     async def _disconnect(self, pid: ID) -> None:

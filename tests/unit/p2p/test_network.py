@@ -167,3 +167,17 @@ async def test_sync_request_to_unknown_protocol_peer_fails_cleanly(tmp_path: Pat
                 assert exc.code in ("sync-io", "sync-timeout")
             else:
                 raise AssertionError("a peer without the sync protocol answered")
+
+
+async def test_disconnect_drops_the_peer_and_stops_our_redial(tmp_path: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    async with AsyncExitStack() as stack:
+        a = await start(stack, tmp_path, "a", events)
+        b = await start(stack, tmp_path, "b", events, (a.addrs()[0],))
+        await b.gossip.wait_for_mesh(a.host.get_id(), TXS)
+        await b.disconnect(a.peer_id)
+        assert ("peer-down", {"peer": a.peer_id}) in events
+        assert not b._maintainers  # our redial loop is gone
+        assert b.host.get_peerstore().addrs(a.host.get_id()) == []
+        # (a may dial back on its own, like any peer; an explicit dial from b still works)
+        assert await b.connect(a.addrs()[0])

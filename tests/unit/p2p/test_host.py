@@ -1,0 +1,42 @@
+"""Host helpers: capped backoff, address parsing, digest-only equivocation memory."""
+
+from __future__ import annotations
+
+import pytest
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from crowdmesh.errors import UsageError
+from crowdmesh.p2p.gossip import DigestEquivocationGossipSub
+from crowdmesh.p2p.host import Backoff, parse_peer_addr
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets() -> None:
+    b = Backoff(first=0.25, cap=2.0)
+    assert [b.next_delay() for _ in range(6)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+    b.reset()
+    assert b.next_delay() == 0.25
+
+
+def test_parse_peer_addr() -> None:
+    pid = ID.from_pubkey(create_new_key_pair().public_key).to_base58()
+    info = parse_peer_addr(f"/ip4/127.0.0.1/tcp/4001/p2p/{pid}")
+    assert info.peer_id.to_base58() == pid
+    for bad in ("/ip4/127.0.0.1/tcp/4001", "nonsense", f"/ip4/1.2.3/tcp/1/p2p/{pid}"):
+        with pytest.raises(UsageError) as exc:
+            parse_peer_addr(bad)
+        assert exc.value.code == "bad-peer-addr"
+
+
+def test_equivocation_memory_keeps_digests_and_detects_conflicts() -> None:
+    router = DigestEquivocationGossipSub(protocols=[], degree=6, degree_low=4, degree_high=12)
+    origin = ID.from_pubkey(create_new_key_pair().public_key).to_bytes()
+    big = rpc_pb2.Message(from_id=origin, seqno=b"\x00" * 8, data=b"x" * 200_000,
+                          topicIDs=["t"])
+    assert router._check_equivocation(big)
+    assert router._check_equivocation(big)  # the same message again is fine
+    stored = next(iter(router.equivocation_detection.values()))
+    assert isinstance(stored, bytes) and len(stored) == 32  # not the 200 kB message
+    other = rpc_pb2.Message(from_id=origin, seqno=b"\x00" * 8, data=b"y", topicIDs=["t"])
+    assert not router._check_equivocation(other)
