@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -113,6 +114,8 @@ async def settled(net: Testnet, sink: bytes, expected: int) -> bool:
 async def measure_throughput(net: Testnet, n_txs: int) -> float:
     """Transfers per second, submitted → mined on every node."""
     wallet = Wallet(net.root)
+    for k, key in enumerate(wallet.keys):  # continue after earlier runs on this testnet
+        wallet.nonces[k] = (await net.nodes[0].rpc("balance", [key.public.hex()]))["nonce"]
     sink = os.urandom(32)
     rng = random.Random(1)
     shares: list[list[str]] = [[] for _ in net.nodes]
@@ -240,13 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--blocks", type=int, default=40, help="blocks for propagation")
     parser.add_argument("--txs", type=int, default=1000, help="transfers for throughput")
+    parser.add_argument("--keep", action="store_true", help="keep the testnet directories")
     args = parser.parse_args(argv)
     console = Console()
     console.print(f"load average before: {os.getloadavg()}")
     runs: list[dict[str, Any]] = []
     for _ in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="cmbench-", dir="/tmp") as tmp:
-            runs.append(trio.run(one_run, Path(tmp), args.blocks, args.txs, console))
+        tmp = Path(tempfile.mkdtemp(prefix="cmbench-", dir="/tmp"))
+        console.print(f"testnets in {tmp}")
+        runs.append(trio.run(one_run, tmp, args.blocks, args.txs, console))
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
     console.print(f"load average after: {os.getloadavg()}")
     result = render(console, runs)
     if args.json:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from crowdmesh.chain.block import Block, BlockHeader
 from crowdmesh.chain.chain import Chain, ImportResult
+from crowdmesh.chain.layout import P_TX
 from crowdmesh.chain.mempool import Mempool
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.daemon.api import JsonObj
@@ -123,6 +124,10 @@ class Ledger:
         for tx in before:
             if tx.txid not in self.mempool and tx.nonce > self.chain.nonce(tx.sender):
                 self._buffer(tx)
+
+    def is_confirmed(self, txid: bytes) -> bool:
+        """True iff ``txid`` is in a main-chain block (one index lookup, no block decode)."""
+        return self.chain.store.get(P_TX + txid) is not None
 
     def add_tx(self, tx: Transaction) -> list[Transaction]:
         """Pool ``tx`` (and any buffered successors it unblocks); return what was pooled.

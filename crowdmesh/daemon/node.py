@@ -74,6 +74,7 @@ p2p_log = logging.getLogger("crowdmesh.p2p")
 MAX_GENERATE = 10_000
 GOSSIP_BLOCK_LIMIT = MAX_GOSSIP_BYTES - 256  # room for the message envelope
 QUEUED_CODES = frozenset({"mempool-nonce-gap"})  # held in the ledger's gap buffer, not lost
+QUIET_CODES = QUEUED_CODES | {"mempool-duplicate"}
 TX_OUTBOX = 8192
 TX_BATCH_WINDOW_S = 0.02
 TX_BATCH_BYTES = MAX_GOSSIP_BYTES - 64  # room for the batch's own msgpack framing
@@ -175,10 +176,22 @@ class Node:
 
     def _accept_gossiped_tx(self, raw: bytes, origin: str) -> None:
         try:
-            self._pooled(self.ledger.add_tx(Transaction.decode(raw)))
+            tx = Transaction.decode(raw)
+            if self.ledger.is_confirmed(tx.txid):
+                # why not a reject: under load a block often overtakes the batch that carried
+                # its transactions; an exact replay of a mined tx costs us one lookup
+                self._count_quietly("tx-already-mined")
+                return
+            self._pooled(self.ledger.add_tx(tx))
         except (DecodeError, ValidationError) as exc:
-            if exc.code not in QUEUED_CODES:  # gossip reorders honest senders' nonces
+            if exc.code in QUIET_CODES:  # honest races: reordered nonces, re-announced txs
+                self._count_quietly(exc.code)
+            else:
                 self._reject(origin, TXS, exc)
+
+    def _count_quietly(self, code: str) -> None:
+        counts = self.net.gossip.counters.rejected
+        counts[code] = counts.get(code, 0) + 1
 
     def _on_new_block(self, item: Incoming) -> None:
         assert isinstance(item.msg, NewBlock)

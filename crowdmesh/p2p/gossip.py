@@ -18,6 +18,7 @@ Invariants (each closes a silent drop listed in LIBP2P.md):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any
 import libp2p.pubsub.pubsub as ps_mod
 import trio
 from libp2p.abc import IHost, ISubscriptionAPI
+from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -67,6 +69,7 @@ SUBSCRIPTION_CHANNEL_SIZE = 4096
 QUEUE_HIGH_WATER = 16
 BACKPRESSURE_MAX_WAIT_S = 5.0
 INCOMING_CHANNEL_SIZE = 8192
+_STREAM_ERRORS = (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResourceError)
 
 # Which message types may appear on which topic kind; anything else is `wrong-topic`.
 TOPIC_MESSAGES: dict[str, frozenset[type[Message]]] = {
@@ -131,6 +134,23 @@ class DigestEquivocationGossipSub(GossipSub):
         return True
 
 
+class SafePubsub(Pubsub):
+    """Pubsub whose blacklist teardown tolerates a peer that left meanwhile.
+
+    py-libp2p 0.8.1 deletes ``self.peers[peer_id]`` after awaiting the stream reset; if the
+    peer's dead-peer handler removed it during that await, the KeyError kills the pubsub service
+    and with it the daemon (seen when banning a peer under load).
+    """
+
+    async def _teardown_if_connected(self, peer_id: ID) -> None:
+        stream = self.peers.get(peer_id)
+        if stream is not None:
+            with contextlib.suppress(*_STREAM_ERRORS):
+                await stream.reset()
+            self.peers.pop(peer_id, None)
+        self._forget_all_subscriptions(peer_id)
+
+
 @dataclass
 class _Counters:
     dropped_incoming: int = 0
@@ -160,7 +180,7 @@ class Gossip:
         self._on_reject = on_reject
         self.counters = _Counters()
         self.router = self._make_router(cfg)
-        self.pubsub = Pubsub(
+        self.pubsub = SafePubsub(
             host,
             self.router,
             strict_signing=True,

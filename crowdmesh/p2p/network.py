@@ -73,6 +73,7 @@ class Network:
         self.scores = gossip.scores
         self._nursery = nursery
         self._maintainers: dict[ID, trio.CancelScope] = {}
+        self.banned: set[str] = set()
 
     @property
     def peer_id(self) -> str:
@@ -146,7 +147,10 @@ class Network:
         await self._disconnect(pid)
 
     def ban(self, peer: str) -> None:
-        """Blacklist ``peer`` in pubsub and drop its connections."""
+        """Blacklist ``peer`` in pubsub and drop its connections (once)."""
+        if peer in self.banned:
+            return
+        self.banned.add(peer)
         pid = ID.from_base58(peer)
         self.gossip.pubsub.add_to_blacklist(pid)
         self.host.get_peerstore().clear_addrs(pid)
@@ -169,7 +173,7 @@ async def open_network(
     def on_reject(peer: str, topic: str, code: str, detail: str) -> None:
         on_event("gossip-reject", {"peer": peer, "topic": topic, "code": code,
                                    "detail": detail, "score": round(scores.score(peer), 3)})
-        if scores.is_banned(peer) and holder:
+        if scores.is_banned(peer) and holder and peer not in holder[0].banned:
             on_event("peer-banned", {"peer": peer})
             holder[0].ban(peer)
 

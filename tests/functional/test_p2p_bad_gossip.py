@@ -80,7 +80,7 @@ async def test_bad_gossip_is_rejected_with_codes_and_lowers_score(tmp_path: Path
             assert (await victim.rpc("mempool"))["size"] == 0
             # only what needs chain state to judge (a stale nonce) passed the cheap validator
             rejected = (await bystander.rpc("status"))["gossip"]["rejected"]
-            assert set(rejected) <= {"bad-tx-nonce"}, rejected
+            assert set(rejected) <= {"bad-tx-nonce", "tx-already-mined"}, rejected
             # still serving: a good transaction is pooled, mined and reaches the bystander
             good = wallet.transfer(2, b"\x04" * 32, 7)
             await victim.rpc("submit_tx", [good.encode().hex()])
