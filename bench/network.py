@@ -190,6 +190,7 @@ async def measure_sync(root: Path, blocks: int = 1000) -> tuple[float, float]:
         await late.wait_ready()
         await net.sync_blocks(timeout=300)
         wall = time.monotonic() - started
+        await late.wait_for_log(["event=sync-finished"], timeout=30)  # logged after the imports
         text = late.stderr_text()
         span = log_times(text, "sync-finished")[-1] - log_times(text, "sync-started")[0]
         rate = blocks / max(1e-3, span)
