@@ -399,6 +399,11 @@ class Node:
             await self._mined_changed.wait()
         return self._mined[start:start + n_blocks]
 
+    def set_bootstrap(self, addrs: tuple[str, ...]) -> JsonObj:
+        """Apply a reloaded ``[p2p] bootstrap`` list (SIGHUP)."""
+        self.net.set_bootstrap(addrs)
+        return {"bootstrap": list(addrs)}
+
     async def connect_peer(self, addr: str) -> JsonObj:
         """Dial ``/ip4/…/tcp/…/p2p/<id>`` once (``PeerControl``)."""
         ok = await self.net.connect(addr)

@@ -125,6 +125,19 @@ class Network:
         self._maintainers[info.peer_id] = scope
         self._nursery.start_soon(self._maintain, info, scope)
 
+    def set_bootstrap(self, addrs: tuple[str, ...]) -> None:
+        """Keep exactly ``addrs`` maintained (SIGHUP reload): start new ones, stop dropped ones
+        (their connections stay until either side closes them).
+
+        Raises:
+            UsageError: ``bad-peer-addr`` before anything changes.
+        """
+        wanted = {parse_peer_addr(a).peer_id: a for a in addrs}
+        for pid in [p for p in self._maintainers if p not in wanted]:
+            self._maintainers.pop(pid).cancel()
+        for addr in wanted.values():
+            self.add_bootstrap(addr)
+
     async def _maintain(self, info: PeerInfo, scope: trio.CancelScope) -> None:
         with scope:
             await maintain_peer(self.host, self.watch, info, Backoff())

@@ -181,3 +181,16 @@ async def test_disconnect_drops_the_peer_and_stops_our_redial(tmp_path: Path) ->
         assert b.host.get_peerstore().addrs(a.host.get_id()) == []
         # (a may dial back on its own, like any peer; an explicit dial from b still works)
         assert await b.connect(a.addrs()[0])
+
+
+async def test_set_bootstrap_adds_and_drops_maintained_peers(tmp_path: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    async with AsyncExitStack() as stack:
+        a = await start(stack, tmp_path, "a", events)
+        c = await start(stack, tmp_path, "c", events)
+        b = await start(stack, tmp_path, "b", events, (a.addrs()[0],))
+        b.set_bootstrap((c.addrs()[0],))
+        with trio.fail_after(10):
+            while c.host.get_id() not in b.connected():
+                await b.watch.wait_changed()
+        assert set(b._maintainers) == {c.host.get_id()}
