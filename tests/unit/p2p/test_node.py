@@ -133,3 +133,25 @@ async def test_split_mine_both_sides_join_reorgs_and_remines_losing_txs(tmp_path
                 await a.sink.wait_changed()
         assert b.tx(tx.txid.hex())["status"] == "confirmed"
         assert b.balance(keys[1].public.hex())["balance"] == 10**12 + 9
+
+
+async def test_block_over_the_gossip_cap_is_announced_and_fetched_by_sync(tmp_path: Path) -> None:
+    keys = funded_keys(9)
+    gpath = tmp_path / "genesis.json"
+    write_genesis(gpath, keys)
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
+        b = await stack.enter_async_context(
+            node_running(tmp_path, "b", gpath, (a.net.addrs()[0],)))
+        await b.net.gossip.wait_for_mesh(a.net.host.get_id(), "blocks")
+        for sender in keys[:8]:
+            for nonce in range(60):
+                t = make_transaction(sender, CHAIN, nonce, "transfer",
+                                     transfer_payload(keys[8].public, 1), fee=1000)
+                a.ledger.add_tx(t)
+        (block_hash,) = await a.generate(1)
+        block = a.ledger.chain.get_block(bytes.fromhex(block_hash))
+        assert len(block.encode()) > 64 * 1024 and len(block.txs) == 480
+        await wait_height(b, 1)
+        assert b.ledger.chain.head_hash.hex() == block_hash
+        assert b.sync.blocks_fetched >= 1  # the body came over /crowdmesh/sync/1.0.0
