@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -155,3 +156,36 @@ async def test_block_over_the_gossip_cap_is_announced_and_fetched_by_sync(tmp_pa
         await wait_height(b, 1)
         assert b.ledger.chain.head_hash.hex() == block_hash
         assert b.sync.blocks_fetched >= 1  # the body came over /crowdmesh/sync/1.0.0
+
+
+async def test_lying_sync_peer_is_scored_down_and_the_node_keeps_its_chain(tmp_path: Path) -> None:
+    from libp2p.peer.id import ID
+
+    from crowdmesh.errors import ProtocolViolation
+    from crowdmesh.p2p.messages import GetStatus, Headers, Status
+    from crowdmesh.p2p.sync import SYNC_PROTOCOL, read_frame, write_frame
+    from tests.functional.fakepeer import open_fake_peer
+
+    gpath = tmp_path / "genesis.json"
+    write_genesis(gpath, funded_keys(1))
+
+    async def liar(stream) -> None:  # claims huge work, then serves undecodable headers
+        with contextlib.suppress(ProtocolViolation):  # until the node hangs up
+            while True:
+                request = await read_frame(stream)
+                if isinstance(request, GetStatus):
+                    await write_frame(stream, Status(CHAIN, 50, b"\x07" * 32, str(10**30)))
+                else:
+                    await write_frame(stream, Headers(request.start, (b"\x91\x00",)))
+
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
+        await a.generate(2)
+        fake = await stack.enter_async_context(open_fake_peer(CHAIN))
+        fake.host.set_stream_handler(SYNC_PROTOCOL, liar)
+        await fake.connect(a.net.addrs()[0])
+        await a.sync.sync_with(ID.from_base58(fake.peer_id))
+        assert a.net.scores.score(fake.peer_id) < 0
+        assert set(a.net.scores.rejects(fake.peer_id)) <= {"bad-shape", "sync-bad-reply",
+                                                         "bad-msgpack"}
+        assert a.ledger.chain.height == 2
