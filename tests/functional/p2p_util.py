@@ -1,15 +1,19 @@
 """Helpers shared by the network functional tests: a running testnet and a transfer wallet.
 
 Every wait is bounded; every daemon is a child of the test's nursery (cancelling the test kills
-them); the testnet directory stays under pytest's tmp_path, so it is kept on failure.
+them). As in ``framework.py``, testnets live under a short ``/tmp/cmp-*`` directory (Unix socket
+paths are capped at 107 bytes), removed on success and kept on failure, when its path and the
+tail of the combined logs are printed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +47,32 @@ class Wallet:
         return tx
 
 
+@contextmanager
+def fresh_testnet_dir() -> Iterator[Path]:
+    """A short fresh directory for a testnet: removed on success, kept (and shown) on failure."""
+    root = Path(tempfile.mkdtemp(prefix="cmp-", dir="/tmp"))
+    try:
+        yield root / "tn"
+    except BaseException:
+        logs = sorted(root.glob("tn/node*/daemon.log"))
+        tail = [f"{p.parent.name} {line}" for p in logs
+                for line in p.read_text(errors="replace").splitlines()[-15:]]
+        print(f"\n== testnet kept in {root}; last log lines:\n" + "\n".join(tail))
+        raise
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @asynccontextmanager
-async def running_testnet(tmp: Path, n: int = 5, seed: int = 7,
-                          **spec: Any) -> AsyncIterator[Testnet]:
+async def running_testnet(n: int = 5, seed: int = 7, **spec: Any) -> AsyncIterator[Testnet]:
     """Init and start an ``n``-node testnet; after the block, SIGTERM every daemon and check
     each stopped within 5 s with exit code 0 and no traceback."""
-    root = tmp / "tn"
+    with fresh_testnet_dir() as root:
+        async with _started(root, n, seed, spec) as net:
+            yield net
+
+
+@asynccontextmanager
+async def _started(root: Path, n: int, seed: int, spec: dict[str, Any]) -> AsyncIterator[Testnet]:
     init_testnet(root, TestnetSpec(n=n, seed=seed, **spec))
     async with trio.open_nursery() as nursery:
         net = Testnet(root, nursery)

@@ -4,7 +4,6 @@ keeps serving and forwards none of it."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -34,8 +33,8 @@ def forged(tx: Transaction) -> bytes:
     return dataclasses.replace(tx, signature=sig).encode()
 
 
-async def test_bad_gossip_is_rejected_with_codes_and_lowers_score(tmp_path: Path) -> None:
-    async with running_testnet(tmp_path, n=2, mining_mode="off") as net:
+async def test_bad_gossip_is_rejected_with_codes_and_lowers_score() -> None:
+    async with running_testnet(n=2, mining_mode="off") as net:
         victim, bystander = net.nodes
         wallet = Wallet(net.root)
         genesis = {**await victim.rpc("block", [0]), "chain_id": wallet.chain_id}

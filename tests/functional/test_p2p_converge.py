@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import trio
 
 from crowdmesh.daemon.testnet import Testnet
-from tests.functional.p2p_util import Wallet, balances, log, running_testnet, wait_until
+from tests.functional.p2p_util import (
+    Wallet,
+    balances,
+    log,
+    running_testnet,
+    wait_until,
+)
 
 pytestmark = pytest.mark.functional
 
@@ -24,10 +29,9 @@ async def mempools_empty(net: Testnet) -> bool:
     return True
 
 
-async def test_five_daemons_500_transfers_mined_once_same_head_and_balances(
-        tmp_path: Path) -> None:
+async def test_five_daemons_500_transfers_mined_once_same_head_and_balances() -> None:
     rng = random.Random(4)
-    async with running_testnet(tmp_path, n=5, topology="line") as net:
+    async with running_testnet(n=5, topology="line") as net:
         tips = await net.tips()
         assert len({t["hash"] for t in tips}) == 1
         for node in net.nodes:
