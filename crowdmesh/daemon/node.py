@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,9 @@ class Node:
         self._states: dict[Role, Any] = {Role.MINER: MinerState(head.hash, head.height)}
         self._stop = trio.Event()
         self._ready = False
-        self._mined: list[str] = []
+        # why bounded: a node mining for months must not grow; generate needs ≤ MAX_GENERATE
+        self._mined: deque[str] = deque(maxlen=MAX_GENERATE)
+        self._mined_count = 0
         self._mined_changed = trio.Event()
         self.net: Network
         self.sync: ChainSync
@@ -269,6 +272,7 @@ class Node:
                   txs=len(block.txs))
         self._after_import(result, "miner")
         self._mined.append(block.hash.hex())
+        self._mined_count += 1
         self._mined_changed.set()
         self._mined_changed = trio.Event()
         self.deliver(BlockMined(block.hash, block.height))
@@ -333,7 +337,7 @@ class Node:
             "orphans": chain.orphan_count(), "roles": sorted(r.value for r in self.roles),
             "mining": miner.mode, "mining_active": self.runner.active,
             "generate_left": miner.generate_left, "hashes": self.runner.stats.hashes,
-            "blocks_mined": len(self._mined), "sync_rounds": self.sync.rounds,
+            "blocks_mined": self._mined_count, "sync_rounds": self.sync.rounds,
             "gossip": {"received": self.net.gossip.counters.received,
                        "published": self.net.gossip.counters.published,
                        "dropped": self.net.gossip.counters.dropped_incoming,
@@ -393,11 +397,13 @@ class Node:
         self._need_miner()
         if not 0 < n_blocks <= MAX_GENERATE:
             raise UsageError("bad-generate-count", f"1..{MAX_GENERATE}")
-        start = len(self._mined)
+        start = self._mined_count
         self.deliver(GenerateRequested(n_blocks))
-        while len(self._mined) < start + n_blocks:
+        while self._mined_count < start + n_blocks:
             await self._mined_changed.wait()
-        return self._mined[start:start + n_blocks]
+        newer = self._mined_count - start  # ours are the first n of the blocks mined since
+        recent = list(self._mined)[-newer:]
+        return recent[:n_blocks]
 
     def set_bootstrap(self, addrs: tuple[str, ...]) -> JsonObj:
         """Apply a reloaded ``[p2p] bootstrap`` list (SIGHUP)."""
