@@ -97,7 +97,8 @@ class Node:
         self.miner_address = miner
         self.roles = frozenset({Role.MINER}) if self._is_miner(cfg) else frozenset()
         head = ledger.chain.head
-        self._states: dict[Role, Any] = {Role.MINER: MinerState(head.hash, head.height)}
+        self._states: dict[Role, Any] = {
+            Role.MINER: MinerState(head.hash, head.height, salt=miner)}
         self._stop = trio.Event()
         self._ready = False
         # why bounded: a node mining for months must not grow; generate needs ≤ MAX_GENERATE

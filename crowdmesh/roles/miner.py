@@ -6,9 +6,11 @@ Invariants:
 - While it wants to mine, it mines on the current head: a new head restarts the search
   (``MineOn``); when it stops wanting, it emits ``StopMining`` exactly once.
 - ``generate_left`` never goes below 0 and falls by one per block we mined.
-- Mining only because the mempool is non-empty (``on-demand``) first waits
-  :data:`GATHER_MS`, so a burst of transactions lands in one block instead of one block each
-  (fewer blocks, fewer forks between nodes that all mine).
+- Mining only because the mempool is non-empty (``on-demand``) first waits :data:`GATHER_MS`
+  plus a per-node, per-height jitter below :data:`GATHER_JITTER_MS` (a hash of the node's
+  ``salt`` and the height, so still deterministic): a burst of transactions lands in one
+  block instead of one block each, and nodes that all mine rarely start at the same instant
+  (fewer equal-height forks).
 - A tie (a peer's tip with our head's work) makes a mining node (mode not ``off``) mine one
   more block iff our head's hash is the lower one: with "first seen wins" fork choice and
   mining that stops when the mempool is empty, nodes would otherwise stay on equal-work forks
@@ -20,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -36,6 +39,7 @@ from crowdmesh.roles.events import (
 )
 
 __all__ = [
+    "GATHER_JITTER_MS",
     "GATHER_MS",
     "MinerState",
     "RoleContext",
@@ -66,10 +70,12 @@ class MinerState:
     generate_left: int = 0
     mempool_size: int = 0
     mining_on: bytes | None = None
+    salt: bytes = b""
 
 
 Result = tuple[MinerState, list[Effect]]
-GATHER_MS = 200
+GATHER_MS = 150
+GATHER_JITTER_MS = 150
 _E = TypeVar("_E", bound=Event)
 
 # Whether each mode wants to mine, given "the mempool is non-empty".
@@ -86,7 +92,10 @@ def wants_to_mine(state: MinerState) -> bool:
 
 
 def _gather_ms(state: MinerState) -> int:
-    return GATHER_MS if state.mode == "on-demand" and state.generate_left == 0 else 0
+    if state.mode != "on-demand" or state.generate_left > 0:
+        return 0
+    digest = hashlib.sha256(state.salt + state.height.to_bytes(8, "big")).digest()
+    return GATHER_MS + int.from_bytes(digest[:4], "big") % GATHER_JITTER_MS
 
 
 def _reconcile(state: MinerState) -> Result:

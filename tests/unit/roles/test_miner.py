@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,11 +28,24 @@ from crowdmesh.roles import (
     wants_to_mine,
 )
 from crowdmesh.roles.events import Event
-from crowdmesh.roles.miner import GATHER_MS
+from crowdmesh.roles.miner import GATHER_JITTER_MS, GATHER_MS
 
 H0, H1 = b"\x00" * 32, b"\x01" * 32
 CTX = RoleContext(now=1_700_000_000)
 MINER = frozenset({Role.MINER})
+
+
+def gather(height: int, salt: bytes = b"") -> int:
+    """The gather wait the miner must choose at ``height`` (recomputed independently)."""
+    digest = hashlib.sha256(salt + height.to_bytes(8, "big")).digest()
+    return GATHER_MS + int.from_bytes(digest[:4], "big") % GATHER_JITTER_MS
+
+
+def test_gather_jitter_differs_between_nodes_and_stays_in_range() -> None:
+    waits = {gather(7, bytes([i]) * 32) for i in range(20)}
+    assert len(waits) > 10 and all(GATHER_MS <= w < GATHER_MS + GATHER_JITTER_MS for w in waits)
+    _, effects = run(MinerState(H0, 7, "on-demand", salt=b"\x05" * 32), MempoolChanged(1))
+    assert effects == [MineOn(H0, 8, gather(7, b"\x05" * 32))]
 
 
 def run(state: MinerState, *events: Event) -> tuple[MinerState, list]:
@@ -57,9 +72,9 @@ def test_on_demand_mines_only_while_mempool_non_empty() -> None:
     state, effects = run(MinerState(H0, 0), MiningModeSet("on-demand"))
     assert effects == []
     state, effects = run(state, MempoolChanged(3))
-    assert effects == [MineOn(H0, 1, GATHER_MS)]
+    assert effects == [MineOn(H0, 1, gather(0))]
     state, effects = run(state, HeadChanged(H1, 1))
-    assert effects == [MineOn(H1, 2, GATHER_MS)]
+    assert effects == [MineOn(H1, 2, gather(1))]
     state, effects = run(state, MempoolChanged(0))
     assert effects == [StopMining()] and state.mining_on is None
     state, effects = run(state, MempoolChanged(0))
