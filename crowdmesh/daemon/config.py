@@ -61,7 +61,7 @@ DEFAULT_LISTEN: Final = f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"
 ROLES: Final = frozenset({"miner", "csp", "worker"})
 MINING_MODES: Final[tuple[MiningMode, ...]] = ("off", "continuous", "on-demand")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-RELOADABLE: Final = frozenset({"log_level", "mining_mode"})
+RELOADABLE: Final = frozenset({"log_level", "mining_mode", "bootstrap"})
 # sockaddr_un.sun_path is 108 bytes on Linux including the NUL terminator.
 MAX_SOCKET_PATH: Final = 107
 _MULTIADDR = re.compile(

@@ -7,7 +7,8 @@ Rule 2 (stop): SIGTERM/SIGINT or the ``stop`` RPC ask the node to stop; when ``r
 returns the nursery is cancelled, the socket removed, and the process exits 0. If the node has
 not stopped after :data:`STOP_GRACE_S` the whole nursery is cancelled (still exit 0).
 Rule 3 (reload): SIGHUP re-reads the config file and applies the fields in
-``config.RELOADABLE`` (log level, mining mode); other changes are logged as needing a restart.
+``config.RELOADABLE`` (log level, mining mode, bootstrap peers); other changes are logged as
+needing a restart.
 A bad file on reload is logged and ignored: a running daemon never dies from a reload.
 Rule 4: anything but a ``CrowdmeshError`` is a bug and propagates out of the nursery.
 """
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from crowdmesh.daemon.api import NodeControl
+from crowdmesh.daemon.api import NodeControl, PeerControl
 from crowdmesh.daemon.config import RELOADABLE, NodeConfig, load_config
 from crowdmesh.daemon.control import ControlServer, EventHub, NodeSlot
 from crowdmesh.daemon.logs import adopt_library_loggers, log_event, set_level, setup_logging
@@ -93,6 +94,8 @@ class _Daemon:
         node = self.slot.node
         if new.mining_mode != self.cfg.mining_mode and node is not None:
             node.set_mining(new.mining_mode)
+        if new.bootstrap != self.cfg.bootstrap and isinstance(node, PeerControl):
+            node.set_bootstrap(new.bootstrap)
         pending = sorted(set(changed) - RELOADABLE)
         self.cfg = new
         log_event(log, "config-reloaded", changed=",".join(changed) or "-",

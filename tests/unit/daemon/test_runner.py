@@ -22,6 +22,17 @@ class SlowStartNode(FakeNode):
         super().__init__(ready=False)
         self.stop_event = trio.Event()
         self.stubborn = stubborn
+        self.bootstrap = ()
+
+    async def connect_peer(self, addr):
+        return {"addr": addr, "connected": False}
+
+    async def disconnect_peer(self, peer_id):
+        return {"peer": peer_id, "disconnected": True}
+
+    def set_bootstrap(self, addrs):
+        self.bootstrap = addrs
+        return {"bootstrap": list(addrs)}
 
     def request_stop(self):
         self.stopped = True
@@ -111,11 +122,14 @@ async def test_sighup_reloads_and_sigterm_stops(daemon_env):
         client = await wait_for_socket(cfg.control_socket)
         await client.wait_ready(5, poll_s=0.02)
         await client.aclose()
-        cfg_path.write_text(cfg_path.read_text().replace("on-demand", "continuous"))
+        peer = "/ip4/127.0.0.1/tcp/7351/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
+        cfg_path.write_text(cfg_path.read_text().replace("on-demand", "continuous")
+                            + f'[p2p]\nbootstrap = ["{peer}"]\n')
         os.kill(os.getpid(), signal.SIGHUP)
         with trio.fail_after(5):
             while node.mode != "continuous":
                 await trio.sleep(0.01)
+        assert node.bootstrap == (peer,)
         os.kill(os.getpid(), signal.SIGTERM)
     assert node.stopped
     sent = notifications(notify)
