@@ -334,7 +334,8 @@ class Node:
             "chain_id": self.ledger.genesis.chain_id, "height": chain.height,
             "head": chain.head_hash.hex(), "total_work": str(chain.total_work),
             "peer_id": self.net.peer_id, "addrs": self.net.addrs(),
-            "peers": len(self.net.connected()), "mempool": len(self.ledger.mempool),
+            "peers": len(self.net.connected()), "peers_refused": self.net.refused,
+            "mempool": len(self.ledger.mempool),
             "orphans": chain.orphan_count(), "roles": sorted(r.value for r in self.roles),
             "mining": miner.mode, "mining_active": self.runner.active,
             "generate_left": miner.generate_left, "hashes": self.runner.stats.hashes,
@@ -466,7 +467,7 @@ async def run_node(
         chain = Chain.open(store, genesis)
         ledger = Ledger(chain, Mempool(chain))
         net_cfg = NetworkConfig(config.data_dir, config.listen, genesis.chain_id,
-                                config.bootstrap)
+                                config.bootstrap, max_peers=config.max_peers)
         node_box: list[Node] = []
 
         def on_event(name: str, fields: dict[str, Any]) -> None:

@@ -6,6 +6,9 @@ Invariants:
   runs (shielded, bounded), then the pubsub and router services, then ``host.run()``.
 - Bootstrap peers are redialled forever with capped backoff (``host.maintain_peer``).
 - A peer whose score falls to the ban threshold is blacklisted in pubsub and disconnected.
+- A new peer that takes the connected count above ``max_peers`` is refused (disconnected,
+  ``peer-refused`` instead of ``peer-up``) unless it is a maintained bootstrap peer; those are
+  always kept, so our own bootstrap dials are never refused.
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ log = logging.getLogger("crowdmesh.p2p")
 SHUTDOWN_TIMEOUT_S = 5.0
 
 EventFn = Callable[[str, dict[str, Any]], None]
-"""``on_event(name, fields)``: peer-up, peer-down, gossip-reject, sync-reject, peer-banned."""
+"""``on_event(name, fields)``: peer-up, peer-down, peer-refused, gossip-reject, sync-reject,
+peer-banned."""
+
+TOO_MANY_PEERS = "too-many-peers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +67,14 @@ class NetworkConfig:
     chain_id: str
     bootstrap: tuple[str, ...] = ()
     gossip: GossipConfig = field(default_factory=GossipConfig)
+    max_peers: int = 50
 
 
 class Network:
     """Handles to the running host, gossip and scores; created by :func:`open_network`."""
 
-    def __init__(self, host: IHost, gossip: Gossip, watch: PeerWatch, nursery: trio.Nursery):
+    def __init__(self, host: IHost, gossip: Gossip, watch: PeerWatch, nursery: trio.Nursery,
+                 max_peers: int = 50):
         self.host = host
         self.gossip = gossip
         self.watch = watch
@@ -74,6 +82,8 @@ class Network:
         self._nursery = nursery
         self._maintainers: dict[ID, trio.CancelScope] = {}
         self.banned: set[str] = set()
+        self.max_peers = max_peers
+        self.refused = 0
 
     @property
     def peer_id(self) -> str:
@@ -159,6 +169,17 @@ class Network:
         self.host.get_peerstore().clear_addrs(pid)
         await self._disconnect(pid)
 
+    def admit(self, peer: ID) -> bool:
+        """Whether newly connected ``peer`` may stay: bootstrap peers always, others while at
+        most ``max_peers`` are connected. A refused peer is counted and disconnected."""
+        if peer in self._maintainers or len(self.watch.connected_peers()) <= self.max_peers:
+            return True
+        self.refused += 1
+        # why: py-libp2p's auto-connector would otherwise dial it straight back
+        self.host.get_peerstore().clear_addrs(peer)
+        self._nursery.start_soon(self._disconnect, peer)
+        return False
+
     def ban(self, peer: str) -> None:
         """Blacklist ``peer`` in pubsub and drop its connections (once)."""
         if peer in self.banned:
@@ -194,8 +215,16 @@ async def open_network(
         scores.penalize(peer, code)
         on_event("sync-reject", {"peer": peer, "code": code, "detail": detail})
 
+    def on_peer(kind: str, pid: ID) -> None:
+        fields: dict[str, Any] = {"peer": pid.to_base58()}
+        if kind == "up" and holder and not holder[0].admit(pid):
+            on_event("peer-refused", {**fields, "code": TOO_MANY_PEERS,
+                                      "max_peers": cfg.max_peers})
+            return  # why no peer-up: the node would start a sync round with it
+        on_event(f"peer-{kind}", fields)
+
     gossip = Gossip(host, cfg.chain_id, scores, check, on_reject, cfg.gossip)
-    watch = PeerWatch(lambda kind, pid: on_event(f"peer-{kind}", {"peer": pid.to_base58()}))
+    watch = PeerWatch(on_peer)
     host.get_network().register_notifee(watch)
     host.set_stream_handler(SYNC_PROTOCOL, SyncServer(provider, on_bad_sync).handle_stream)
     async with (
@@ -207,7 +236,7 @@ async def open_network(
         subs: list[Any] = []
         async with trio.open_nursery() as nursery:
             subs = await gossip.subscribe_all(nursery)
-            net = Network(host, gossip, watch, nursery)
+            net = Network(host, gossip, watch, nursery, cfg.max_peers)
             holder.append(net)
             for addr in cfg.bootstrap:
                 net.add_bootstrap(addr)
