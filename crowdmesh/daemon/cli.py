@@ -208,7 +208,7 @@ def _setup_send(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", required=True, help="account id (64 hex) or key name")
     p.add_argument("--amount", type=int, required=True)
     p.add_argument("--fee", type=int, default=None, help="default: the minimum fee")
-    p.add_argument("--nonce", type=int, default=None, help="default: the account's next nonce")
+    p.add_argument("--nonce", type=int, default=None, help="default: the daemon's pending_nonce")
     p.add_argument("--data-dir", type=Path, required=True, help="data dir holding keys/")
     p.add_argument("--passphrase-env", help="environment variable holding the key passphrase")
 

@@ -261,7 +261,7 @@ METHODS: Final[dict[str, Method]] = {
     "submit_tx": Method((("raw", _param_hex),), _submit_tx, doc="submit a signed tx (hex)"),
     "tx": Method((("txid", _param_hex),), _sync(lambda n, a: n.tx(a[0])), doc="tx by id"),
     "balance": Method((("account", _param_hex),), _sync(lambda n, a: n.balance(a[0])),
-                      doc="balance and nonce of an account"),
+                      doc="balance, nonce and pending_nonce of an account"),
     "set_mining": Method((("mode", _param_choice(_MODES)),), _sync(_set_mining),
                          doc="off | continuous | on-demand"),
     "connect": Method((("addr", _param_str),), _connect, doc="dial a peer multiaddr once"),

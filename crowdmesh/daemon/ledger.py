@@ -10,6 +10,8 @@ Invariants:
   disconnected blocks come back if still valid), see ``Mempool.update``.
 - Transactions that arrive ahead of a missing nonce (gossip reorders) wait in a bounded gap
   buffer and are retried when the missing nonce is pooled, instead of being lost.
+- ``pending_nonce`` never goes below the head nonce and only skips nonces that are pooled or
+  gap-buffered without a hole from the head nonce (a buffered tx past a hole does not count).
 """
 
 from __future__ import annotations
@@ -240,11 +242,21 @@ class Ledger:
                 "height": height, "confirmations": self.chain.height - height + 1}
 
     def balance(self, account_hex: str) -> JsonObj:
-        """Head-state balance and next nonce of an account."""
+        """Head-state balance and next nonce of an account, plus ``pending_nonce``."""
         addr = parse_hex(account_hex, 32, "account")
         acct = self.chain.account(addr)
         return {"account": addr.hex(), "balance": acct.balance, "nonce": acct.nonce,
-                "height": self.chain.height}
+                "pending_nonce": self.pending_nonce(addr), "height": self.chain.height}
+
+    def pending_nonce(self, sender: bytes) -> int:
+        """The nonce a new transaction from ``sender`` should use: the head nonce advanced past
+        the sender's pooled and gap-buffered transactions that are contiguous from it (like
+        geth's "pending" count), so consecutive sends before a block get distinct nonces."""
+        nonce = self.chain.nonce(sender)
+        taken = {tx.nonce for tx in self.mempool.transactions() if tx.sender == sender}
+        while nonce in taken or (bytes(sender), nonce) in self._gap:
+            nonce += 1
+        return nonce
 
     def mempool_view(self) -> JsonObj:
         """Mempool size, bytes and (up to 1000) txids."""

@@ -385,7 +385,7 @@ class Node:
         return self.ledger.tx_lookup(txid_hex)
 
     def balance(self, account_hex: str) -> JsonObj:
-        """Balance and nonce of an account at the head."""
+        """Balance and nonce of an account at the head, and its pending (mempool) nonce."""
         return self.ledger.balance(account_hex)
 
     def set_mining(self, mode: MiningMode) -> JsonObj:

@@ -4,10 +4,10 @@ Rule 1: keys live in a :class:`Keystore` (``<data_dir>/keys``, files 0600); secr
 to the daemon: ``send`` signs locally and submits only the signed transaction.
 Rule 2: a passphrase is read from the environment variable named by ``--passphrase-env``
 (never from argv, where ``ps`` would show it); without it keys are stored unencrypted.
-Rule 3: the nonce is ``--nonce`` or comes from the daemon (``pending_nonce`` if it reports one,
-which counts the sender's mempool transactions, else the head-state ``nonce``; so several sends
-before a block need ``--nonce``), the chain id from ``status``, and the default fee is the
-minimum: intrinsic gas × ``min_gas_price``.
+Rule 3: the nonce is ``--nonce`` or the daemon's ``pending_nonce`` (the head nonce advanced past
+the sender's pooled and gap-buffered transactions, so consecutive sends before a block get
+consecutive nonces; an older daemon without it gives the head-state ``nonce``), the chain id
+comes from ``status``, and the default fee is the minimum: intrinsic gas × ``min_gas_price``.
 """
 
 from __future__ import annotations

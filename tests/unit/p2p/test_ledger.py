@@ -86,6 +86,27 @@ def test_nonce_gap_is_buffered_then_released() -> None:
     assert len(led.mempool) == 3 and led.mempool_view()["gap_buffered"] == 0
 
 
+def test_pending_nonce_counts_contiguous_pooled_and_buffered_transactions() -> None:
+    led = ledger()
+    sender = KEYS[0].public
+    assert led.pending_nonce(sender) == 0
+    led.add_tx(tx(0))
+    led.add_tx(tx(1))
+    assert code_of(led.add_tx, tx(3)) == "mempool-nonce-gap"  # buffered past a hole at 2
+    view = led.balance(sender.hex())
+    assert (view["nonce"], view["pending_nonce"]) == (0, 2)
+    assert led.pending_nonce(KEYS[1].public) == 0  # other senders' txs do not count
+    assert [t.nonce for t in led.add_tx(tx(view["pending_nonce"]))] == [2, 3]
+    assert led.pending_nonce(sender) == 4
+    block = mined(led, led.mempool.select()[:2])  # confirms nonces 0 and 1 only
+    led.import_block(block, NOW + 10)
+    assert led.balance(sender.hex())["nonce"] == 2 and led.pending_nonce(sender) == 4
+    # A buffered tx that follows the pool without a hole counts too (the ledger releases such
+    # entries as soon as it can, so put one in directly to pin the rule).
+    led._buffer(tx(4))
+    assert led.pending_nonce(sender) == 5
+
+
 def test_reorg_returns_transactions_and_stale_gap_entries_are_dropped() -> None:
     a, b = ledger(), ledger()
     t0, t1 = tx(0), tx(1)
