@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Final
 
 from crowdmesh.chain.block import Block, BlockHeader
 from crowdmesh.chain.chain import Chain, ImportResult
@@ -39,9 +40,11 @@ from crowdmesh.p2p.messages import (
     TxGossip,
 )
 
-__all__ = ["GAP_BUFFER", "Ledger", "decode_tx_hex"]
+__all__ = ["GAP_BUFFER", "RETRY_LATER", "Ledger", "decode_tx_hex"]
 
 GAP_BUFFER = 4096
+# Mempool refusals that a later head change can lift: the transaction stays buffered.
+RETRY_LATER: Final = frozenset({"mempool-nonce-gap", "mempool-sender-full", "mempool-full"})
 MAX_SYNC_REPLY_BYTES = 8 * 1024 * 1024
 MAX_TEMPLATE_TXS = 5000
 
@@ -156,7 +159,7 @@ class Ledger:
             try:
                 self.mempool.add(tx)
             except ValidationError as exc:
-                if exc.code == "mempool-nonce-gap":
+                if exc.code in RETRY_LATER:
                     self._gap[(bytes(sender), nonce)] = tx  # still waiting: keep it
                 break
             released.append(tx)

@@ -107,6 +107,18 @@ def test_pending_nonce_counts_contiguous_pooled_and_buffered_transactions() -> N
     assert led.pending_nonce(sender) == 5
 
 
+def test_buffered_tx_refused_for_a_full_sender_queue_stays_buffered() -> None:
+    chain = Chain.open(MemoryStore(), GENESIS)
+    led = Ledger(chain, Mempool(chain, max_per_sender=2))
+    assert code_of(led.add_tx, tx(2)) == "mempool-nonce-gap"
+    assert [t.nonce for t in led.add_tx(tx(0))] == [0]
+    assert [t.nonce for t in led.add_tx(tx(1))] == [1]  # the queue is full: 2 cannot follow yet
+    assert led.mempool_view()["gap_buffered"] == 1
+    led.import_block(mined(led, led.mempool.select()), NOW + 10)
+    assert [t.nonce for t in led.mempool.transactions()] == [2]  # released after the block
+    assert led.mempool_view()["gap_buffered"] == 0
+
+
 def test_reorg_returns_transactions_and_stale_gap_entries_are_dropped() -> None:
     a, b = ledger(), ledger()
     t0, t1 = tx(0), tx(1)
