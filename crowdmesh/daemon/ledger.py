@@ -30,14 +30,17 @@ from crowdmesh.daemon.views import block_view, header_view, parse_hex, tx_view
 from crowdmesh.errors import DecodeError, NotFound, ValidationError
 from crowdmesh.p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
+    MAX_TXIDS_PER_MESSAGE,
     BlockAnnounce,
     Blocks,
     Headers,
     Message,
     NewBlock,
     Status,
+    TxAnnounce,
     TxBatch,
     TxGossip,
+    Txs,
 )
 
 __all__ = ["GAP_BUFFER", "RETRY_LATER", "Ledger", "decode_tx_hex"]
@@ -63,6 +66,7 @@ class Ledger:
             TxBatch: self._check_tx_batch,
             NewBlock: self._check_new_block,
             BlockAnnounce: self._check_announce,
+            TxAnnounce: self._check_tx_announce,
         }
 
     # -- cheap checks (gossip validator) ----------------------------------------------------
@@ -77,19 +81,29 @@ class Ledger:
 
     def _check_tx_gossip(self, msg: Message) -> None:
         assert isinstance(msg, TxGossip)
-        self._check_tx(msg.tx)
+        self.check_tx(msg.tx)
 
     def _check_tx_batch(self, msg: Message) -> None:
         assert isinstance(msg, TxBatch)
         for raw in msg.txs:
-            self._check_tx(raw)
+            self.check_tx(raw)
 
-    def _check_tx(self, raw: bytes) -> None:
+    def _check_tx_announce(self, msg: Message) -> None:
+        """Nothing beyond the codec (32-byte, distinct txids, bounded count): txids are opaque
+        until the bodies arrive, and those get :meth:`check_tx` like gossiped ones."""
+
+    def check_tx(self, raw: bytes) -> Transaction:
+        """The gossip validator's checks of one transaction (decode, chain id, signature).
+
+        Raises:
+            DecodeError, ValidationError: with the stable reject code.
+        """
         tx = Transaction.decode(raw)
         if tx.chain_id != self.genesis.chain_id:
             raise ValidationError("bad-tx-chain-id", tx.chain_id)
         if not tx.has_valid_signature():
             raise ValidationError("bad-tx-sig")
+        return tx
 
     def _check_header(self, header: BlockHeader) -> None:
         if header.chain_id != self.genesis.chain_id:
@@ -133,6 +147,12 @@ class Ledger:
     def is_confirmed(self, txid: bytes) -> bool:
         """True iff ``txid`` is in a main-chain block (one index lookup, no block decode)."""
         return self.chain.store.get(P_TX + txid) is not None
+
+    def unknown_txids(self, txids: tuple[bytes, ...]) -> list[bytes]:
+        """The ``txids`` that are neither pooled, gap-buffered nor confirmed (worth fetching)."""
+        buffered = {bytes(tx.txid) for tx in self._gap.values()}
+        return [t for t in txids
+                if t not in self.mempool and t not in buffered and not self.is_confirmed(t)]
 
     def add_tx(self, tx: Transaction) -> list[Transaction]:
         """Pool ``tx`` (and any buffered successors it unblocks); return what was pooled.
@@ -211,6 +231,12 @@ class Ledger:
             out.append(raw)
             size += len(raw)
         return Blocks(tuple(out))
+
+    def sync_txs(self, txids: tuple[bytes, ...]) -> Txs:
+        """Pooled or gap-buffered transactions by txid, in request order (unknown skipped)."""
+        buffered: dict[bytes, Transaction] = {bytes(tx.txid): tx for tx in self._gap.values()}
+        found = [self.mempool.get(t) or buffered.get(t) for t in txids[:MAX_TXIDS_PER_MESSAGE]]
+        return Txs(tuple(tx.encode() for tx in found if tx is not None))
 
     # -- queries ----------------------------------------------------------------------------
 

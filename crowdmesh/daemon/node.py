@@ -9,6 +9,9 @@ Invariants:
 - Gossip intake is one task reading one bounded channel; each message type has one handler in
   :attr:`Node._intake`. Bad input from a peer is dropped with its stable reject code, logged
   (``event=rejected code=…``) and counted against the peer; it never stops the node.
+- A transaction too large for a gossip message is announced (``TxAnnounce``) instead; peers
+  fetch it over sync through ``daemon/txfetch.py``, off the intake loop, and validate it as if
+  gossiped.
 - Shutdown: :meth:`Node.request_stop` ends ``run_node``; the network closes in the order
   LIBP2P.md §11 requires and the store is closed last.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +30,7 @@ from libp2p.peer.id import ID
 
 from crowdmesh.chain.block import Block, BlockHeader
 from crowdmesh.chain.chain import Chain, ImportResult, ImportStatus
+from crowdmesh.chain.contracts import CONTRACTS, Contract
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.mempool import Mempool
 from crowdmesh.chain.store_sqlite import SqliteStore
@@ -39,6 +43,7 @@ from crowdmesh.daemon.groupstore import GroupCommitStore
 from crowdmesh.daemon.ledger import Ledger, decode_tx_hex
 from crowdmesh.daemon.logs import log_event, log_reject
 from crowdmesh.daemon.mining import MiningRunner
+from crowdmesh.daemon.txfetch import TxFetcher
 from crowdmesh.errors import DecodeError, UsageError, ValidationError
 from crowdmesh.p2p.gossip import BLOCKS, TXS, Incoming
 from crowdmesh.p2p.messages import (
@@ -47,6 +52,7 @@ from crowdmesh.p2p.messages import (
     BlockAnnounce,
     Message,
     NewBlock,
+    TxAnnounce,
     TxBatch,
     TxGossip,
 )
@@ -109,12 +115,14 @@ class Node:
         self.sync: ChainSync
         self.runner: MiningRunner
         self.executor: EffectExecutor
+        self.fetcher: TxFetcher
         self._tx_out, self._tx_outbox = trio.open_memory_channel[bytes](TX_OUTBOX)
         self._intake: dict[type[Message], Callable[[Incoming], None]] = {
             TxGossip: self._on_tx_gossip,
             TxBatch: self._on_tx_batch,
             NewBlock: self._on_new_block,
             BlockAnnounce: self._on_block_announce,
+            TxAnnounce: self._on_tx_announce,
         }
 
     @staticmethod
@@ -130,6 +138,8 @@ class Node:
                               self._import_from_peer,
                               self.store.group if self.store is not None else nullcontext)
         self.runner = MiningRunner(nursery, self._template, self._on_mined)
+        self.fetcher = TxFetcher(net.open_sync, self.ledger.unknown_txids, self._accept_fetched,
+                                 self._reject_fetched)
         self.executor = EffectExecutor(EffectPorts(
             mine_on=self.runner.mine_on, stop_mining=self.runner.stop,
             publish_block=self._publish_block, publish_tx=self._publish_tx,
@@ -137,6 +147,7 @@ class Node:
         nursery.start_soon(self._intake_loop)
         nursery.start_soon(self._tx_batcher)
         nursery.start_soon(self.sync.run)
+        nursery.start_soon(self.fetcher.run)
         self.sync.request()
         if Role.MINER in self.roles:
             self.deliver(MiningModeSet(self.cfg.mining_mode))
@@ -167,7 +178,8 @@ class Node:
             await trio.sleep(0)  # why: let a burst of gossip interleave with sync and RPCs
 
     def _reject(self, peer: str, kind: str, exc: DecodeError | ValidationError) -> None:
-        self.net.gossip.reject(peer, self.net.gossip.topics[kind], exc.code, exc.detail)
+        self.net.gossip.reject(peer, self.net.gossip.topics.get(kind, kind), exc.code,
+                               exc.detail)
 
     def _on_tx_gossip(self, item: Incoming) -> None:
         assert isinstance(item.msg, TxGossip)
@@ -178,7 +190,33 @@ class Node:
         for raw in item.msg.txs:
             self._accept_gossiped_tx(raw, item.origin)
 
-    def _accept_gossiped_tx(self, raw: bytes, origin: str) -> None:
+    def _on_tx_announce(self, item: Incoming) -> None:
+        assert isinstance(item.msg, TxAnnounce)
+        if ID.from_base58(item.origin) in self.net.connected():
+            self.fetcher.announced(item.origin, item.msg.txids)
+        else:  # why not fetch: a connected holder re-announces once it has pooled them
+            self._count_quietly("tx-announce-not-connected")
+
+    async def _accept_fetched(self, raws: list[bytes], peer: str) -> None:
+        """Validate fetched transactions as the gossip validator and intake would, then
+        re-announce the ones now held, so our other peers can fetch them from us."""
+        checked = []
+        for raw in raws:
+            try:
+                checked.append(self.ledger.check_tx(raw))
+            except (DecodeError, ValidationError) as exc:
+                self._reject(peer, "sync", exc)
+                continue
+            self._accept_gossiped_tx(raw, peer, "sync")
+        lacking = set(self.ledger.unknown_txids(tuple(tx.txid for tx in checked)))
+        for tx in checked:
+            if tx.txid not in lacking:  # pooled or waiting in the gap buffer
+                await self._publish_tx(tx.encode())
+
+    def _reject_fetched(self, peer: str, code: str, detail: str) -> None:
+        self.net.gossip.reject(peer, "sync", code, detail)
+
+    def _accept_gossiped_tx(self, raw: bytes, origin: str, kind: str = TXS) -> None:
         try:
             tx = Transaction.decode(raw)
             if self.ledger.is_confirmed(tx.txid):
@@ -191,7 +229,7 @@ class Node:
             if exc.code in QUIET_CODES:  # honest races: reordered nonces, re-announced txs
                 self._count_quietly(exc.code)
             else:
-                self._reject(origin, TXS, exc)
+                self._reject(origin, kind, exc)
 
     def _count_quietly(self, code: str) -> None:
         counts = self.net.gossip.counters.rejected
@@ -286,6 +324,10 @@ class Node:
             await self.net.publish(BLOCKS, BlockAnnounce(Block.decode(raw).header.encode()))
 
     async def _publish_tx(self, raw: bytes) -> None:
+        if len(raw) + 8 > TX_BATCH_BYTES:  # too large to gossip even alone: inv/getdata
+            txid = Transaction.decode(raw).txid
+            await self.net.publish(TXS, TxAnnounce((txid,)))
+            return
         try:
             self._tx_out.send_nowait(raw)
         except trio.WouldBlock:  # the batcher is far behind: send this one on its own
@@ -313,7 +355,7 @@ class Node:
     async def _publish_batch(self, batch: list[bytes]) -> None:
         try:
             await self.net.publish(TXS, TxBatch(tuple(batch)))
-        except DecodeError as exc:  # one transaction near the 64 KiB payload cap
+        except DecodeError as exc:  # why kept: _publish_tx sends what cannot fit as TxAnnounce
             log_event(log, "tx-not-gossiped", logging.WARNING, code=exc.code,
                       txs=len(batch), bytes=sum(map(len, batch)))
 
@@ -340,6 +382,8 @@ class Node:
             "mining": miner.mode, "mining_active": self.runner.active,
             "generate_left": miner.generate_left, "hashes": self.runner.stats.hashes,
             "blocks_mined": self._mined_count, "sync_rounds": self.sync.rounds,
+            "tx_fetch": {"fetched": self.fetcher.fetched, "dropped": self.fetcher.dropped,
+                         "wanted": self.fetcher.wanted},
             "gossip": {"received": self.net.gossip.counters.received,
                        "published": self.net.gossip.counters.published,
                        "dropped": self.net.gossip.counters.dropped_incoming,
@@ -453,8 +497,12 @@ async def run_node(
     config: NodeConfig,
     events: EventSink,
     task_status: TaskStatus[Node] = trio.TASK_STATUS_IGNORED,
+    contracts: Mapping[str, Contract] = CONTRACTS,
 ) -> None:
     """Run the node until :meth:`Node.request_stop`; ``task_status.started(node)`` once serving.
+
+    ``contracts`` is the chain's transaction-kind registry (every node of a network must use
+    the same one; embedders and tests may add kinds).
 
     Raises:
         CrowdmeshError: an operator-fixable startup problem (genesis, locked data dir, …).
@@ -464,7 +512,7 @@ async def run_node(
     with ExitStack() as stack:
         store = GroupCommitStore(SqliteStore.open(str(config.chain_db)))
         stack.callback(store.close)
-        chain = Chain.open(store, genesis)
+        chain = Chain.open(store, genesis, contracts)
         ledger = Ledger(chain, Mempool(chain))
         net_cfg = NetworkConfig(config.data_dir, config.listen, genesis.chain_id,
                                 config.bootstrap, max_peers=config.max_peers)

@@ -9,7 +9,8 @@ Invariants (each closes a silent drop listed in LIBP2P.md):
 - :meth:`Gossip.publish` waits (bounded) while any per-peer outbound queue is above
   :data:`QUEUE_HIGH_WATER`, because a full 32-RPC queue drops silently (§5).
 - Message id = SHA-256 of the payload, so the same transaction or block relayed by different
-  origins is one message.
+  origins is one message; only a ``TxAnnounce`` id also covers its origin (each holder of a
+  large transaction announces it once).
 - The topic validator does only cheap stateless checks: size cap, strict decode, message type
   allowed on the topic, and the node's ``check`` (signatures, PoW). A reject lowers the
   forwarder's score and is reported with its stable code.
@@ -40,6 +41,7 @@ from crowdmesh.p2p.messages import (
     BlockAnnounce,
     Message,
     NewBlock,
+    TxAnnounce,
     TxBatch,
     TxGossip,
     decode_message,
@@ -74,7 +76,7 @@ _STREAM_ERRORS = (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResource
 # Which message types may appear on which topic kind; anything else is `wrong-topic`.
 TOPIC_MESSAGES: dict[str, frozenset[type[Message]]] = {
     BLOCKS: frozenset({NewBlock, BlockAnnounce}),
-    TXS: frozenset({TxGossip, TxBatch}),
+    TXS: frozenset({TxGossip, TxBatch, TxAnnounce}),
 }
 
 RejectFn = Callable[[str, str, str, str], None]
@@ -88,8 +90,17 @@ def topic_name(chain_id: str, kind: str) -> str:
     return f"crowdmesh/{chain_id}/{kind}/1"
 
 
+# The first bytes of every encoded TxAnnounce: ``[TYPE, …]`` as a 2-element msgpack array.
+_TX_ANNOUNCE_PREFIX = b"\x92" + encode_message(TxAnnounce((bytes(32),)))[1:2 + len(
+    TxAnnounce.TYPE)]
+
+
 def message_id(msg: rpc_pb2.Message) -> bytes:
-    """Payload-hash message id."""
+    """Payload-hash message id; for a :class:`TxAnnounce` also the origin's, because every
+    node that holds the transactions announces them (the same txids from another holder are
+    news, a relayed copy of one holder's announcement is not)."""
+    if msg.data.startswith(_TX_ANNOUNCE_PREFIX):
+        return hashlib.sha256(msg.from_id + msg.data).digest()
     return hashlib.sha256(msg.data).digest()
 
 

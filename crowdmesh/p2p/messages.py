@@ -31,13 +31,16 @@ __all__ = [
     "GetBlocks",
     "GetHeaders",
     "GetStatus",
+    "GetTxs",
     "Headers",
     "Message",
     "NewBlock",
     "Status",
     "SyncFailed",
+    "TxAnnounce",
     "TxBatch",
     "TxGossip",
+    "Txs",
     "decode_message",
     "encode_message",
 ]
@@ -50,6 +53,11 @@ MAX_HEADERS_PER_REQUEST = 2048
 MAX_BLOCKS_PER_REQUEST = 256
 MAX_ITEM_BYTES = 4 * 1024 * 1024
 MAX_TXS_PER_BATCH = 1024
+MAX_TXIDS_PER_MESSAGE = 64
+"""Most txids one :class:`TxAnnounce` or :class:`GetTxs` carries (and txs one :class:`Txs`)."""
+MAX_TX_ITEM_BYTES = 128 * 1024
+"""Bound on one transaction in :class:`Txs`: above the chain's own cap (64 KiB payload plus
+fixed fields), which the chain decoder enforces exactly."""
 HASH_SIZE = 32
 
 
@@ -68,6 +76,13 @@ def _need(cond: bool, code: str, detail: str) -> None:
 def _check_hashes(items: tuple[bytes, ...], cap: int) -> None:
     _need(len(items) <= cap, "bad-msg-count", f"{len(items)} > {cap}")
     _need(all(len(h) == HASH_SIZE for h in items), "bad-msg-hash", "hashes are 32 bytes")
+
+
+def _check_txids(items: tuple[bytes, ...]) -> None:
+    _need(0 < len(items) <= MAX_TXIDS_PER_MESSAGE, "bad-msg-count",
+          f"1..{MAX_TXIDS_PER_MESSAGE} txids")
+    _check_hashes(items, MAX_TXIDS_PER_MESSAGE)
+    _need(len(set(items)) == len(items), "bad-msg-item", "repeated txid")
 
 
 def _check_items(items: tuple[bytes, ...], cap: int) -> None:
@@ -119,6 +134,18 @@ class BlockAnnounce(Message):
 
     def __post_init__(self) -> None:
         _need(0 < len(self.header) <= MAX_GOSSIP_BYTES, "bad-msg-item", "header size")
+
+
+@dataclass(frozen=True, slots=True)
+class TxAnnounce(Message):
+    """Txids of transactions too large to gossip, held by the announcing peer; receivers that
+    lack them fetch the bodies with :class:`GetTxs` over sync (Bitcoin's ``inv``)."""
+
+    TYPE: ClassVar[str] = "tx-announce"
+    txids: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _check_txids(self.txids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +221,30 @@ class Blocks(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class GetTxs(Message):
+    """Sync request: pending transactions by txid (Bitcoin's ``getdata``)."""
+
+    TYPE: ClassVar[str] = "get-txs"
+    txids: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _check_txids(self.txids)
+
+
+@dataclass(frozen=True, slots=True)
+class Txs(Message):
+    """Sync reply to :class:`GetTxs`: the transactions found (unknown ones skipped)."""
+
+    TYPE: ClassVar[str] = "tx-bodies"
+    txs: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _need(len(self.txs) <= MAX_TXIDS_PER_MESSAGE, "bad-msg-count",
+              f"{len(self.txs)} > {MAX_TXIDS_PER_MESSAGE}")
+        _need(all(0 < len(t) <= MAX_TX_ITEM_BYTES for t in self.txs), "bad-msg-item", "tx size")
+
+
+@dataclass(frozen=True, slots=True)
 class SyncFailed(Message):
     """Sync reply when a request cannot be served; ``code`` is a stable reject code."""
 
@@ -211,12 +262,15 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TxBatch,
         NewBlock,
         BlockAnnounce,
+        TxAnnounce,
         GetStatus,
         Status,
         GetHeaders,
         Headers,
         GetBlocks,
         Blocks,
+        GetTxs,
+        Txs,
         SyncFailed,
     )
 }

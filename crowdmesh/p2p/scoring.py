@@ -55,6 +55,7 @@ PENALTIES: dict[str, float] = {
     "mempool-sender-full": 0.0,
     "orphan-block": 1.0,
     "sync-bad-reply": 20.0,
+    "sync-tx-mismatch": 20.0,
     "sync-timeout": 5.0,
 }
 

@@ -1,4 +1,5 @@
-"""The pull sync protocol ``/crowdmesh/sync/1.0.0``: status, headers by range, blocks by hash.
+"""The pull sync protocol ``/crowdmesh/sync/1.0.0``: status, headers by range, blocks by hash,
+pending transactions by txid.
 
 Frames are a 4-byte big-endian length followed by one wire message (``messages.py``).
 
@@ -36,10 +37,12 @@ from crowdmesh.p2p.messages import (
     GetBlocks,
     GetHeaders,
     GetStatus,
+    GetTxs,
     Headers,
     Message,
     Status,
     SyncFailed,
+    Txs,
     decode_message,
     encode_message,
 )
@@ -76,6 +79,8 @@ class SyncProvider(Protocol):
     def sync_headers(self, start: int, count: int) -> Headers: ...
 
     def sync_blocks(self, hashes: tuple[bytes, ...]) -> Blocks: ...
+
+    def sync_txs(self, txids: tuple[bytes, ...]) -> Txs: ...
 
 
 async def _read_exactly(stream: INetStream, n: int) -> bytes:
@@ -134,6 +139,7 @@ class SyncServer:
             GetStatus: lambda m: provider.sync_status(),
             GetHeaders: lambda m: self._headers(m),
             GetBlocks: lambda m: self._blocks(m),
+            GetTxs: lambda m: self._txs(m),
         }
 
     def _headers(self, msg: Message) -> Message:
@@ -143,6 +149,10 @@ class SyncServer:
     def _blocks(self, msg: Message) -> Message:
         assert isinstance(msg, GetBlocks)
         return self._provider.sync_blocks(msg.hashes)
+
+    def _txs(self, msg: Message) -> Message:
+        assert isinstance(msg, GetTxs)
+        return self._provider.sync_txs(msg.txids)
 
     def answer(self, request: Message) -> Message:
         """Return the reply to one request (``SyncFailed`` for non-request messages)."""
@@ -188,6 +198,7 @@ EXPECTED_REPLY: dict[type[Message], type[Message]] = {
     GetStatus: Status,
     GetHeaders: Headers,
     GetBlocks: Blocks,
+    GetTxs: Txs,
 }
 
 
@@ -232,6 +243,12 @@ class SyncSession:
         """The peer's blocks for ``hashes`` (unknown ones skipped)."""
         reply = await self.request(GetBlocks(hashes))
         assert isinstance(reply, Blocks)
+        return reply
+
+    async def txs(self, txids: tuple[bytes, ...], timeout: float = REQUEST_TIMEOUT_S) -> Txs:
+        """The peer's pending transactions for ``txids`` (unknown ones skipped)."""
+        reply = await self.request(GetTxs(txids), timeout)
+        assert isinstance(reply, Txs)
         return reply
 
 
