@@ -159,3 +159,21 @@ def test_sync_replies_follow_the_main_chain_in_order() -> None:
     wanted = (blocks[3].hash, b"\x00" * 32, blocks[1].hash)
     assert [Block.decode(raw).hash for raw in led.sync_blocks(wanted).blocks] == [
         blocks[3].hash, blocks[1].hash]
+
+
+def test_tx_fetch_serves_pool_and_gap_buffer_and_knows_what_is_mined() -> None:
+    from crowdmesh.p2p.messages import TxAnnounce
+
+    led = ledger()
+    t0, t1, t2, t3 = tx(0), tx(1), tx(2), tx(3)
+    led.add_tx(t0)
+    assert code_of(led.add_tx, t2) == "mempool-nonce-gap"  # buffered, not pooled
+    missing = b"\x05" * 32
+    asked = (missing, t2.txid, t0.txid, t1.txid)
+    assert led.sync_txs(asked).txs == (t2.encode(), t0.encode())  # request order, unknown skipped
+    assert led.unknown_txids(asked) == [missing, t1.txid]
+    assert led.import_block(mined(led, [t0]), NOW).connected
+    assert t0.txid not in led.mempool
+    assert led.unknown_txids((t0.txid, t3.txid)) == [t3.txid]  # mined counts as known
+    assert led.sync_txs((t0.txid,)).txs == ()  # served from the mempool only, not the chain
+    led.check_gossip(TxAnnounce((missing,)))  # the codec is the whole check

@@ -152,3 +152,53 @@ async def test_peer_serving_a_different_tx_is_penalised_one_serving_nothing_is_n
         assert asked.txid not in a.ledger.mempool and other.txid not in a.ledger.mempool
         assert a.status()["gossip"]["rejected"].get(MISMATCH) == 1
         await wait_for(a, lambda: a.fetcher.wanted == 0)
+
+
+async def test_one_request_per_txid_and_the_next_announcer_is_asked_if_the_first_fails(
+        tmp_path: Path) -> None:
+    keys = funded_keys(2)
+    gpath = tmp_path / "genesis.json"
+    write_genesis(gpath, keys)
+    good = make_transaction(keys[0], CHAIN, 0, "transfer", transfer_payload(keys[1].public, 3),
+                            fee=1000)
+    asked: dict[str, list[GetTxs]] = {"slow": [], "holder": []}
+    release = trio.Event()
+
+    def server(name: str, serve: tuple[bytes, ...]):
+        async def handle(stream) -> None:
+            with contextlib.suppress(ProtocolViolation):
+                while True:
+                    request = await read_frame(stream)
+                    if isinstance(request, GetStatus):
+                        await write_frame(stream, Status(CHAIN, 0, bytes(32), "0"))
+                        continue
+                    asked[name].append(request)
+                    if name == "slow":
+                        with trio.fail_after(10):
+                            await release.wait()
+                    await write_frame(stream, Txs(serve))
+        return handle
+
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
+        slow = await stack.enter_async_context(open_fake_peer(CHAIN))
+        holder = await stack.enter_async_context(open_fake_peer(CHAIN))
+        slow.host.set_stream_handler(SYNC_PROTOCOL, server("slow", ()))
+        holder.host.set_stream_handler(SYNC_PROTOCOL, server("holder", (good.encode(),)))
+        for fake in (slow, holder):
+            await fake.connect(a.net.addrs()[0])
+            await fake.wait_for_mesh(a.net.peer_id, TXS)
+        announce = encode_message(TxAnnounce((good.txid,)))
+        await slow.publish_raw(TXS, announce)
+        await wait_for(a, lambda: len(asked["slow"]) == 1)
+        received = a.net.gossip.counters.received
+        await holder.publish_raw(TXS, announce)  # the same txid while slow's fetch is open
+        await wait_for(a, lambda: a.net.gossip.counters.received > received)
+        assert asked["holder"] == []  # deduplicated: the txid is already being fetched
+        published = a.net.gossip.counters.published
+        release.set()  # slow answers without the transaction: holder is asked next
+        await wait_for(a, lambda: good.txid in a.ledger.mempool)
+        assert asked == {"slow": [GetTxs((good.txid,))], "holder": [GetTxs((good.txid,))]}
+        await wait_for(a, lambda: a.net.gossip.counters.published > published)  # passed on
+        assert a.net.scores.rejects(slow.peer_id) == {} == a.net.scores.rejects(holder.peer_id)
+        assert a.fetcher.wanted == 0 and a.fetcher.fetched == 1
