@@ -64,6 +64,20 @@ async def node_running(tmp: Path, name: str, genesis: Path, bootstrap: tuple[str
             node.request_stop()
 
 
+def fake_sync_server(answer):
+    """A FakePeer's sync handler: no chain work to offer; ``await answer(request)`` replies to
+    anything else (GetTxs)."""
+    async def handle(stream) -> None:
+        with contextlib.suppress(ProtocolViolation):  # until the node hangs up
+            while True:
+                request = await read_frame(stream)
+                if isinstance(request, GetStatus):  # the node's sync round
+                    await write_frame(stream, Status(CHAIN, 0, bytes(32), "0"))
+                else:
+                    await write_frame(stream, await answer(request))
+    return handle
+
+
 async def wait_for(node: Node, cond, timeout: float = 10.0) -> None:
     with trio.fail_after(timeout):
         while not cond():
@@ -122,20 +136,14 @@ async def test_peer_serving_a_different_tx_is_penalised_one_serving_nothing_is_n
     requests: list[GetTxs] = []
     serve: list[tuple[bytes, ...]] = [()]  # what the fake peer answers to GetTxs
 
-    async def server(stream) -> None:
-        with contextlib.suppress(ProtocolViolation):  # until the node hangs up
-            while True:
-                request = await read_frame(stream)
-                if isinstance(request, GetStatus):  # the node's sync round: we have no work
-                    await write_frame(stream, Status(CHAIN, 0, bytes(32), "0"))
-                    continue
-                requests.append(request)
-                await write_frame(stream, Txs(serve[0]))
+    async def answer(request):
+        requests.append(request)
+        return Txs(serve[0])
 
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
         fake = await stack.enter_async_context(open_fake_peer(CHAIN))
-        fake.host.set_stream_handler(SYNC_PROTOCOL, server)
+        fake.host.set_stream_handler(SYNC_PROTOCOL, fake_sync_server(answer))
         await fake.connect(a.net.addrs()[0])
         await fake.wait_for_mesh(a.net.peer_id, TXS)
 
@@ -165,19 +173,13 @@ async def test_one_request_per_txid_and_the_next_announcer_is_asked_if_the_first
     release = trio.Event()
 
     def server(name: str, serve: tuple[bytes, ...]):
-        async def handle(stream) -> None:
-            with contextlib.suppress(ProtocolViolation):
-                while True:
-                    request = await read_frame(stream)
-                    if isinstance(request, GetStatus):
-                        await write_frame(stream, Status(CHAIN, 0, bytes(32), "0"))
-                        continue
-                    asked[name].append(request)
-                    if name == "slow":
-                        with trio.fail_after(10):
-                            await release.wait()
-                    await write_frame(stream, Txs(serve))
-        return handle
+        async def answer(request):
+            asked[name].append(request)
+            if name == "slow":
+                with trio.fail_after(10):
+                    await release.wait()
+            return Txs(serve)
+        return fake_sync_server(answer)
 
     async with AsyncExitStack() as stack:
         a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
