@@ -54,6 +54,9 @@ PENALTIES: dict[str, float] = {
     "mempool-full": 0.0,
     "mempool-sender-full": 0.0,
     "orphan-block": 1.0,
+    # A clock running ahead is not malice: the block is not marked invalid and is taken once
+    # our clock catches up (Bitcoin does not punish time-too-new either).
+    "bad-block-time-future": 0.0,
     "sync-bad-reply": 20.0,
     "sync-tx-mismatch": 20.0,
     "sync-timeout": 5.0,

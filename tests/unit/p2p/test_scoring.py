@@ -42,6 +42,15 @@ def test_penalties_follow_the_table_and_decay() -> None:
     assert scores.score("other") == 0.0
 
 
+def test_honest_races_and_clock_skew_cost_nothing() -> None:
+    scores = PeerScores(Clock())
+    for code in ("mempool-duplicate", "mempool-nonce-gap", "bad-block-time-future"):
+        scores.penalize("p", code)
+    assert scores.score("p") == 0.0
+    assert scores.rejects("p") == {"mempool-duplicate": 1, "mempool-nonce-gap": 1,
+                                   "bad-block-time-future": 1}
+
+
 def test_ban_threshold() -> None:
     scores = PeerScores(Clock())
     n = 0
