@@ -5,6 +5,10 @@ Invariants (CRYPTO.md §4b, §4c; DESIGN.md "Order of CSP steps"):
   blind each under PK with a fresh r' per chunk, apply a uniformly random permutation at bundle
   level, give each output a fresh random 16-byte id, then ReEnc to h_req and prove it with one
   batched DLEQ per bundle. The requester verifies every proof itself (:func:`requester_open`).
+- What that check covers: only the ReEnc step (c2_out = c2 / c1^sk_csp on the blinded list the
+  CSP published, with the registered h_csp). There is no shuffle proof: nothing shows that the
+  blinded bundles are the workers' bundles, so a malicious CSP can drop, duplicate or replace
+  whole models (e.g. with its own ciphertexts under PK) and every proof still verifies.
 - The permutation is returned to the caller in :class:`CspResult` and is never part of an
   output bundle: the CSP keeps it locally (the paper's "backup for auditing").
 - **Paper** (:func:`csp_process_paper`): ReEnc, then Blind under h_req, same order and ids, no
@@ -205,7 +209,11 @@ def requester_verify(
 ) -> None:
     """Check every output's batched DLEQ, distinct ids and equal sizes.
 
-    Raises ``ValidationError``: ``bad-dleq``, ``duplicate-bundle-id``, ``bundle-size-mismatch``.
+    This proves the ReEnc of each published blinded bundle, not that the blinded bundles are the
+    workers' bundles (no shuffle proof): substituted or dropped models pass.
+
+    Raises ``ValidationError``: ``bad-dleq``, ``bad-key`` (h_csp no generator),
+    ``duplicate-bundle-id``, ``bundle-size-mismatch``.
     """
     if len({o.bundle_id for o in outputs}) != len(outputs):
         raise ValidationError("duplicate-bundle-id")
@@ -222,6 +230,10 @@ def requester_open(
     progress: Progress | None = None,
     mapper: Mapper = SERIAL,
 ) -> bytes:
-    """Verify one output's proof, then decrypt and decode it to the model bytes."""
+    """Verify one output's ReEnc proof, then decrypt and decode it to the model bytes.
+
+    A pass says the ReEnc was honest, not that the model came from a worker (see the module
+    docstring: no shuffle proof).
+    """
     verify_reencryption(keys.profile, output.statement(keys.h_csp), output.proof, mapper)
     return decrypt(keys.profile, sk_req, output.final, progress, mapper)

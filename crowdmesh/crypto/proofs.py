@@ -8,9 +8,12 @@ Invariants (CRYPTO.md §4a, §4b):
   keys may be short exponents; the nonce k has |x| + 256 bits so the proof stays statistically
   zero-knowledge, and verifiers bound s accordingly.
 - Verifiers raise :class:`~crowdmesh.errors.ValidationError` with a stable code
-  (``bad-key-pok``, ``bad-dleq``); each has an ``is_*`` twin returning a bool.
+  (``bad-key-pok``, ``bad-dleq``, and ``bad-key`` for a DLEQ whose h_csp is no generator); each
+  has an ``is_*`` twin returning a bool.
 - The key PoK also refuses keys outside the QR subgroup and the identity element 1, so a
   registered key is always a generator of the prime-order subgroup.
+- The DLEQ proves the ReEnc of the ciphertexts named in the statement, nothing about where they
+  came from: it is no shuffle proof (see :mod:`crowdmesh.crypto.csp`).
 """
 
 from __future__ import annotations
@@ -127,6 +130,11 @@ def _nonce(gp: GroupOrProfile, rng: Rng) -> int:
     return _gmp.mpz(rng.randbits(_secret_bits(gp) + CHALLENGE_BITS + ZK_SLACK_BITS))
 
 
+def _is_key(group: Group, key: int) -> bool:
+    """A usable public key: in the QR subgroup (so in range and invertible) and not 1."""
+    return is_element(group, key) and key != 1
+
+
 def _div_pow(base: int, s: int, other: int, e: int, p: int) -> int:
     """base^s · other^(−e) mod p, the verifier's commitment recomputation."""
     with released_gil():
@@ -164,7 +172,7 @@ def verify_key_pok(
     malformed proof bytes. This is what stops the rogue-key attack h_req = g^x / h_csp.
     """
     group = _group(gp)
-    if not is_element(group, key) or key == 1:
+    if not _is_key(group, key):
         raise ValidationError("bad-key-pok", "key is not a generator of the QR subgroup")
     if isinstance(proof, bytes):
         try:
@@ -287,6 +295,10 @@ def verify_reencryption(
 ) -> None:
     """Check a batched ReEnc proof; raises ``ValidationError('bad-dleq')``.
 
+    ``ValidationError('bad-key')`` if ``st.h_csp`` is outside the QR subgroup or is 1: 0 and p
+    have no inverse, a non-residue lies outside the prime-order group the proof reasons in, and
+    h_csp = 1 = g^0 would "prove" a ReEnc that strips nothing.
+
     C and D are squared, which maps them into the prime-order subgroup without a per-element
     membership test: a valid proof shows c2_out_i = ±c2_i / c1_i^x for every i, except with
     probability about 2^-128. A sign flip turns the plaintext into a non-residue, which
@@ -294,6 +306,8 @@ def verify_reencryption(
     (PoK-checked) CSP key.
     """
     group = _group(gp)
+    if not _is_key(group, st.h_csp):
+        raise ValidationError("bad-key", "h_csp is not a generator of the QR subgroup")
     _check_shape(group, st, proof)
     if not 0 <= proof.s < _response_bound(gp):
         raise ValidationError("bad-dleq", "response out of range")

@@ -35,7 +35,13 @@ from crowdmesh.crypto.elgamal import (
 )
 from crowdmesh.crypto.encoding import chunks_needed
 from crowdmesh.crypto.groups import DEFAULT, PAPER, Profile
-from crowdmesh.crypto.proofs import prove_key, prove_reencryption, verify_key_pok
+from crowdmesh.crypto.proofs import (
+    is_valid_reencryption,
+    prove_key,
+    prove_reencryption,
+    verify_key_pok,
+    verify_reencryption,
+)
 from crowdmesh.crypto.rng import DeterministicRng
 from crowdmesh.errors import DecodeError, ValidationError
 
@@ -241,6 +247,36 @@ def test_reencryption_with_another_key_fails_dleq() -> None:
     with pytest.raises(ValidationError) as exc:
         requester_verify(forged_keys, [out])
     assert exc.value.code == "bad-dleq"
+
+
+def test_substituted_model_passes_requester_checks() -> None:
+    """The documented limit (docs/crypto.md, Limits): no shuffle proof, so a CSP that swaps a
+    worker's bundle for one of its own goes undetected by the requester's checks."""
+    csp, req, keys = setup(DEFAULT)
+    _, bundles = make_bundles(keys, 2, chunks=2, seed=18)
+    forged = encrypt(keys.joint, b"chosen by the CSP", DeterministicRng(19), chunks=2)
+    outputs = csp_process(keys, csp.sk, [bundles[0], forged], DeterministicRng(20)).outputs
+    requester_verify(keys, outputs)
+    opened = {requester_open(keys, req.sk, out) for out in outputs}
+    assert b"chosen by the CSP" in opened
+
+
+def test_dleq_verifier_refuses_a_csp_key_that_is_no_generator() -> None:
+    csp, _, keys = setup(DEFAULT)
+    (out,) = csp_process(keys, csp.sk, make_bundles(keys, 1, 2, 16)[1], DeterministicRng(1)).outputs
+    p = DEFAULT.group.p
+    # out of range, a non-residue (−h), the identity: each used to crash or verify
+    for h_csp in (0, p, p + csp.pk, p - csp.pk, p - 1, 1):
+        with pytest.raises(ValidationError) as exc:
+            verify_reencryption(DEFAULT, out.statement(h_csp), out.proof)
+        assert exc.value.code == "bad-key"
+        assert not is_valid_reencryption(DEFAULT, out.statement(h_csp), out.proof)
+    # With h_csp = 1 = g^0 a "ReEnc" that strips nothing has a valid DLEQ; the key check stops it.
+    noop = replace(out, c2_out=out.c2)
+    proof = prove_reencryption(DEFAULT, 0, noop.statement(1), DeterministicRng(2))
+    with pytest.raises(ValidationError) as exc:
+        verify_reencryption(DEFAULT, noop.statement(1), proof)
+    assert exc.value.code == "bad-key"
 
 
 def test_public_key_refuses_non_elements() -> None:
