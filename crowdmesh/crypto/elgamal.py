@@ -303,6 +303,13 @@ def _strip_job(job: tuple[Group, int, Sequence[int], Sequence[int]]) -> list[int
     return [a * b % p for a, b in zip(c2, inverses, strict=True)]
 
 
+def _strip_jobs(
+    group: Group, sk: int, c1: Sequence[int], c2: Sequence[int]
+) -> list[tuple[Group, int, Sequence[int], Sequence[int]]]:
+    """One job per SLICE chunks (shared by ReEnc, Dec to elements and Dec to bytes)."""
+    return [(group, sk, c1[s], c2[s]) for s in split(len(c1), SLICE)]
+
+
 def _strip_key(
     group: Group,
     sk: int,
@@ -313,8 +320,7 @@ def _strip_key(
 ) -> list[int]:
     """c2_i / c1_i^sk for every chunk (shared by ReEnc and Dec)."""
     out: list[int] = []
-    jobs = [(group, sk, c1[s], c2[s]) for s in split(len(c1), SLICE)]
-    for part in mapper.map(_strip_job, jobs):
+    for part in mapper.map(_strip_job, _strip_jobs(group, sk, c1, c2)):
         out += part
         _report(progress, len(part))
     return out
@@ -352,9 +358,8 @@ def decrypt(
 ) -> bytes:
     """Dec and decode to the original bytes; raises ``DecodeError`` on a malformed plaintext."""
     group = profile.group
-    jobs = [(group, sk, bundle.c1[s], bundle.c2[s]) for s in split(len(bundle), SLICE)]
     parts: list[bytes] = []
-    for part in mapper.map(_decrypt_job, jobs):
+    for part in mapper.map(_decrypt_job, _strip_jobs(group, sk, bundle.c1, bundle.c2)):
         if isinstance(part, tuple):
             raise DecodeError(*part)
         parts.append(part)
