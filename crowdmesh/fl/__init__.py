@@ -10,6 +10,7 @@ from crowdmesh.fl.aggregate import fedavg, median
 from crowdmesh.fl.datasets import (
     BCWD_SPEC,
     HDD_SPEC,
+    WDBC_FEATURES,
     Dataset,
     DatasetSpec,
     data_dir,
@@ -47,6 +48,7 @@ __all__ = [
     "BCWD_SPEC",
     "DEFAULT_THRESHOLD",
     "HDD_SPEC",
+    "WDBC_FEATURES",
     "Dataset",
     "DatasetSpec",
     "Feature",

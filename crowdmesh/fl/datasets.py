@@ -34,6 +34,7 @@ from crowdmesh.fl.features import Feature, encode
 __all__ = [
     "BCWD_SPEC",
     "HDD_SPEC",
+    "WDBC_FEATURES",
     "Dataset",
     "DatasetSpec",
     "data_dir",
@@ -227,26 +228,47 @@ def load_named(name: str, directory: str | os.PathLike[str] | None = None) -> Da
     return load_csv(Path(directory or data_dir()) / spec.filename, spec)
 
 
-def _descr_ranges(descr: str) -> list[tuple[float, float]]:
-    """Per-feature (min, max) from the documentation table shipped with the dataset."""
-    pattern = re.compile(r"^[a-z ()]+:\s+([-\d.]+)\s+([-\d.]+)\s*$", re.MULTILINE)
-    return [(float(lo), float(hi)) for lo, hi in pattern.findall(descr)]
+# scikit-learn's bundled WDBC (Breast Cancer Wisconsin, Diagnostic): ten nucleus quantities, each
+# as mean, standard error and "worst" (mean of the three largest). Bounds are constants of this
+# spec, never computed from rows: low = 0 because every quantity is a non-negative size, grey
+# level spread, ratio or dimension by definition; high = a round cap on the 1-2-5 grid, one cap
+# for mean and worst (worst ≥ mean by definition) and one for the standard error. The caps were
+# written once, rounded out to that grid from the whole-dataset ranges printed in the dataset's
+# own description, so the pooled data shows through only as which grid step its maximum falls
+# in; they follow no split and leave every bundled value strictly inside the range.
+_WDBC_CAPS: dict[str, tuple[float, float]] = {  # quantity: (mean/worst cap, standard-error cap)
+    "radius": (50, 5),
+    "texture": (50, 5),
+    "perimeter": (500, 50),
+    "area": (5000, 1000),
+    "smoothness": (0.5, 0.05),
+    "compactness": (2, 0.2),
+    "concavity": (2, 0.5),
+    "concave points": (0.5, 0.1),
+    "symmetry": (1, 0.1),
+    "fractal dimension": (0.5, 0.05),
+}
+WDBC_FEATURES = tuple(
+    [_range(f"mean {q}", 0, cap) for q, (cap, _) in _WDBC_CAPS.items()]
+    + [_range(f"{q} error", 0, cap) for q, (_, cap) in _WDBC_CAPS.items()]
+    + [_range(f"worst {q}", 0, cap) for q, (cap, _) in _WDBC_CAPS.items()]
+)
 
 
 def load_default() -> Dataset:
     """scikit-learn's bundled Breast Cancer Wisconsin (Diagnostic) data: 569 rows, 30 features.
 
-    Labels: malignant → 1, benign → 0 (scikit-learn uses the reverse). Feature ranges are the
-    Min/Max documented in the dataset's description, so no data statistics are used.
+    Labels: malignant → 1, benign → 0 (scikit-learn uses the reverse). Features are scaled by
+    :data:`WDBC_FEATURES`: fixed spec constants (0 to a round cap), not statistics of the rows,
+    so no held-out row shapes the scaling. Raises ``DecodeError('bad-dataset-features')`` if the
+    installed scikit-learn names its columns differently.
     """
     from sklearn.datasets import load_breast_cancer  # deferred: only demos need scikit-learn
 
     bunch = load_breast_cancer()
-    ranges = _descr_ranges(str(bunch.DESCR))
     names = [str(n) for n in bunch.feature_names]
-    if len(ranges) != len(names):
-        detail = f"{len(ranges)} documented ranges for {len(names)} features"
-        raise DecodeError("bad-dataset-descr", detail)
-    features = tuple(Feature(n, lo, hi) for n, (lo, hi) in zip(names, ranges, strict=True))
+    if names != [f.name for f in WDBC_FEATURES]:
+        raise DecodeError("bad-dataset-features", f"unexpected columns {names}")
     y = (1 - np.asarray(bunch.target)).astype(np.int64)
-    return Dataset("breast_cancer_sklearn", np.asarray(bunch.data, dtype=np.float64), y, features)
+    raw = np.asarray(bunch.data, dtype=np.float64)
+    return Dataset("breast_cancer_sklearn", raw, y, WDBC_FEATURES)

@@ -140,6 +140,27 @@ def test_default_dataset_is_built_in():
     assert ds.raw.shape == (569, 30)
     assert np.bincount(ds.y).tolist() == [357, 212]  # malignant → 1
     x = ds.encoded()
-    # The documented Min/Max cover the bundled data, so nothing is clipped away.
-    assert np.all((x >= 0.0) & (x <= 1.0))
-    assert np.isclose(x.min(axis=0), 0.0, atol=1e-2).all()
+    # The declared caps lie above every bundled value, so nothing is clipped away.
+    assert np.all((x >= 0.0) & (x < 1.0))
+
+
+def _on_125_grid(v: float) -> bool:
+    exponent = np.floor(np.log10(v))
+    return any(np.isclose(v, m * 10.0**exponent) for m in (1, 2, 5))
+
+
+def test_default_dataset_scaling_uses_no_row_statistic():
+    """Bounds are spec constants (0 and a round 1-2-5 cap), not a min or max of any rows, so
+    the held-out rows of a split never shape the scaling of the training rows."""
+    ds = load_default()
+    for j, f in enumerate(ds.features):
+        column = ds.raw[:, j]
+        assert f.low == 0.0  # every WDBC quantity is non-negative by definition
+        assert _on_125_grid(f.high), f
+        assert f.high > column.max(), f
+        assert f.high not in column and (f.low not in column or f.low == 0.0)
+    # mean and worst of a quantity share one cap (worst ≥ mean by definition)
+    names = [f.name for f in ds.features]
+    for f in ds.features[:10]:
+        worst = ds.features[names.index(f.name.replace("mean ", "worst "))]
+        assert worst.high == f.high
