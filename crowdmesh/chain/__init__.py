@@ -14,7 +14,14 @@ from crowdmesh.chain.block import (
     merkle_root,
     mine,
 )
-from crowdmesh.chain.chain import MAX_ORPHANS, BlockTemplate, Chain, ImportResult, ImportStatus
+from crowdmesh.chain.chain import (
+    MAX_ORPHAN_BYTES,
+    MAX_ORPHANS,
+    BlockTemplate,
+    Chain,
+    ImportResult,
+    ImportStatus,
+)
 from crowdmesh.chain.codec import Address, BlockHash, TxId
 from crowdmesh.chain.contracts import (
     CONTRACTS,
@@ -42,6 +49,7 @@ __all__ = [
     "MAX_FUTURE_SECONDS",
     "MAX_HEADER_BYTES",
     "MAX_ORPHANS",
+    "MAX_ORPHAN_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_TARGET",
     "MAX_TX_BYTES",

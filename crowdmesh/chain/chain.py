@@ -9,7 +9,11 @@ Invariants (py-evm style: a library over an injected :class:`Store`, no I/O of i
 - Blocks that lose fork choice are stored with status HEADER_VALID (header and stateless body
   checked); their transactions and state root are checked only if they ever become best.
 - A block that fails is marked INVALID with its descendants; blocks whose parent is unknown go
-  to a bounded in-memory orphan pool (FIFO eviction) and are retried when the parent arrives.
+  to an in-memory orphan pool bounded in count and bytes (FIFO eviction) and are retried when
+  the parent arrives. Before pooling, an orphan passes every check that needs no parent (chain
+  id, target no easier than the genesis target, PoW, size, Merkle root, tx chain ids), so its
+  body is the one its header (hash) commits to: a pooled hash never stands for a fake body, and
+  a pooled orphan that fails later leaves no trace (the same hash can be imported again).
 - ``import_block`` raises :class:`ValidationError` (stable code) iff the imported block is
   invalid; anything else it reports in :class:`ImportResult`.
 """
@@ -46,6 +50,7 @@ from crowdmesh.chain.rules import (
     apply_block,
     next_target,
     validate_body,
+    validate_detached,
     validate_header,
 )
 from crowdmesh.chain.state import Account, State, muhash_of, muhash_update, state_root
@@ -54,9 +59,11 @@ from crowdmesh.chain.template import BlockTemplate, build_template
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.errors import NotFound, UsageError, ValidationError
 
-__all__ = ["MAX_ORPHANS", "BlockTemplate", "Chain", "ImportResult", "ImportStatus"]
+__all__ = ["MAX_ORPHANS", "MAX_ORPHAN_BYTES", "BlockTemplate", "Chain", "ImportResult",
+           "ImportStatus"]
 
 MAX_ORPHANS = 256
+MAX_ORPHAN_BYTES = 64 * 1024 * 1024  # ≥ 4 max-size (16 MiB) blocks, far below 256 of them
 
 
 class ImportStatus(Enum):
@@ -138,7 +145,8 @@ class Chain:
         self.genesis = genesis
         self.contracts = contracts
         self._index: dict[BlockHash, IndexEntry] = {}
-        self._orphans: OrderedDict[BlockHash, Block] = OrderedDict()
+        self._orphans: OrderedDict[BlockHash, tuple[Block, int]] = OrderedDict()  # with size
+        self._orphan_bytes = 0
         self._candidates: set[BlockHash] = set()
         self._head: IndexEntry
         self._head_header: BlockHeader
@@ -227,6 +235,10 @@ class Chain:
     def orphan_count(self) -> int:
         """Blocks waiting for their parent."""
         return len(self._orphans)
+
+    def orphan_bytes(self) -> int:
+        """Encoded bytes of the blocks waiting for their parent."""
+        return self._orphan_bytes
 
     def has_block(self, block_hash: bytes) -> bool:
         """True iff the block is stored (any status) or pooled as an orphan."""
@@ -346,8 +358,7 @@ class Chain:
         if known is not None or h in self._orphans:
             return ImportResult(ImportStatus.DUPLICATE, h, self.head_hash)
         if block.header.parent not in self._index:
-            if not block.header.meets_target():  # the only check possible without the parent
-                raise ValidationError("bad-block-pow")
+            validate_detached(self.genesis, block)  # everything checkable without the parent
             return self._pool_orphan(block)
         old_head = self._head.hash
         rejected: list[tuple[BlockHash, str]] = []
@@ -380,12 +391,14 @@ class Chain:
 
     def _pool_orphan(self, block: Block) -> ImportResult:
         """Keep a block whose parent is unknown; report the first missing ancestor."""
-        self._orphans[block.hash] = block
-        while len(self._orphans) > MAX_ORPHANS:
-            self._orphans.popitem(last=False)
+        size = len(block.encode())
+        self._orphans[block.hash] = (block, size)
+        self._orphan_bytes += size
+        while len(self._orphans) > MAX_ORPHANS or self._orphan_bytes > MAX_ORPHAN_BYTES:
+            self._orphan_bytes -= self._orphans.popitem(last=False)[1][1]
         missing = block.header.parent
         while missing in self._orphans:
-            missing = self._orphans[missing].header.parent
+            missing = self._orphans[missing][0].header.parent
         return ImportResult(ImportStatus.ORPHAN, block.hash, self.head_hash,
                             missing_parent=missing)
 
@@ -395,9 +408,9 @@ class Chain:
         queue = [root]
         while queue:
             parent = queue.pop(0)
-            children = [b for b in self._orphans.values() if b.header.parent == parent]
+            children = [b for b, _ in self._orphans.values() if b.header.parent == parent]
             for child in children:
-                del self._orphans[child.hash]
+                self._orphan_bytes -= self._orphans.pop(child.hash)[1]
                 try:
                     self._accept(child, now, rejected, receipts)
                 except ValidationError as exc:

@@ -9,6 +9,11 @@ Invariants:
   ``alloc``. Its ``parent`` field holds :meth:`Genesis.params_hash`, a commitment to every
   parameter, so the genesis hash identifies the network *and* its rules: two nodes that
   disagree on any parameter disagree on block 0.
+- Every transaction pays: ``min_gas_price >= 1``, so a fee is at least the 21000 base gas and a
+  never-funded account cannot write state for free.
+- Issuance is bounded so no balance can leave u64: ``alloc_total + block_reward ×
+  ISSUANCE_BLOCKS <= U64_MAX`` (rewards never grow, so the supply stays in u64 for at least
+  ``ISSUANCE_BLOCKS`` blocks, ≈ 1360 years at 10 s; halving only lowers it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from crowdmesh.chain.codec import U64_MAX, Address, BlockHash, pack
 from crowdmesh.chain.state import Account, account_key, muhash_of, state_root
 from crowdmesh.errors import DecodeError
 
-__all__ = ["Genesis"]
+__all__ = ["ISSUANCE_BLOCKS", "Genesis"]
+
+ISSUANCE_BLOCKS = 1 << 32  # blocks whose full reward must fit in u64 on top of the alloc
 
 _INT_FIELDS = (
     "timestamp", "block_interval", "retarget_interval", "miner_cap_m", "miner_cap_w",
@@ -40,10 +47,11 @@ class Genesis:
         timestamp: genesis block time (unix seconds).
         target: initial PoW target, also the easiest target retargeting allows.
         block_interval: desired seconds between blocks.
-        retarget_interval: retarget every this many blocks (0 = never, for dev chains).
+        retarget_interval: retarget every this many blocks (0 = never, for dev chains; 1 is
+            refused: an interval of one block measures no time).
         miner_cap_m, miner_cap_w: a miner may mine at most M of the last W blocks (W = 0: off).
         block_reward: reward of block 1; halves every ``halving_interval`` blocks (0 = never).
-        min_gas_price: a transaction's fee must be ≥ intrinsic gas × this.
+        min_gas_price: a transaction's fee must be ≥ intrinsic gas × this (≥ 1).
         fee_burn_bps: basis points of every fee that are burned; the miner gets the rest.
         max_block_bytes: consensus cap on an encoded block.
         alloc: initial balances, sorted by account id.
@@ -58,7 +66,7 @@ class Genesis:
     miner_cap_w: int = 0
     block_reward: int = 50_000_000
     halving_interval: int = 0
-    min_gas_price: int = 0
+    min_gas_price: int = 1
     fee_burn_bps: int = 0
     max_block_bytes: int = 4 * 1024 * 1024
     alloc: tuple[tuple[Address, int], ...] = ()
@@ -75,11 +83,15 @@ class Genesis:
             problems.append("miner_cap")
         if self.block_interval <= 0:
             problems.append("block_interval")
+        if self.retarget_interval == 1:
+            problems.append("retarget_interval (0 or >= 2)")
+        if self.min_gas_price < 1:
+            problems.append("min_gas_price (>= 1)")
         if list(self.alloc) != sorted(dict(self.alloc).items()) or any(
                 len(a) != 32 or not 0 < b <= U64_MAX for a, b in self.alloc):
             problems.append("alloc (sorted, unique, 32-byte ids, positive balances)")
-        if sum(b for _, b in self.alloc) > U64_MAX:
-            problems.append("alloc total")
+        if sum(b for _, b in self.alloc) + self.block_reward * ISSUANCE_BLOCKS > U64_MAX:
+            problems.append("alloc total + block_reward × 2**32 exceeds u64")
         if problems:
             raise DecodeError("bad-genesis", ", ".join(problems))
 

@@ -2,7 +2,8 @@
 
 Invariants:
 - ``check_db`` only reads. It returns a list of problems; an empty list means the store is
-  empty (fresh) or: the head, the
+  empty (fresh: no metadata and no block, index or state rows; metadata gone while such rows
+  remain is the trace of an interrupted reindex and is a problem) or: the head, the
   main-chain height index and the block index agree; every main block decodes, links to its
   parent, has an undo record and indexed transactions; and the stored state hashes (MuHash) to
   the head accumulator and to the head header's state root.
@@ -45,7 +46,12 @@ def check_db(store: Store, genesis: Genesis) -> list[str]:
     """Verify ``store`` against ``genesis``; return the problems found (empty = healthy)."""
     problems: list[str] = []
     if all(store.get(k) is None for k in (META_GENESIS, META_HEAD, META_ACC)):
-        return []  # fresh: the first batch writes all three, so nothing was ever committed
+        # the first batch writes all three with block 0, so rows without them mean a wipe
+        # (reindex) was interrupted, not a fresh store
+        if any(next(iter(store.iterate(p)), None) for p in (P_BLOCK, P_INDEX, P_STATE)):
+            return ["metadata missing but blocks or state remain (interrupted reindex?); "
+                    "run reindex"]
+        return []
     if store.get(META_GENESIS) != genesis.header().hash:
         return ["genesis hash missing or different"]
     head, acc = store.get(META_HEAD), store.get(META_ACC)

@@ -1,12 +1,15 @@
 """The transaction pool: valid-against-head transactions waiting for a block.
 
 Invariants:
-- Every pooled transaction passed ``check_tx`` and applied (dry run) on the head state after the
-  same sender's lower-nonce pooled transactions.
+- Every pooled transaction passed ``check_tx`` and applies (dry run) on the head state after the
+  same sender's lower-nonce pooled transactions. A fee bump re-runs the sender's whole queue
+  and drops the tail from the first transaction that no longer applies.
 - Per sender the pooled nonces are contiguous from the head nonce (no gaps), so any prefix in
   nonce order can go into a block.
 - The pool is bounded in count, bytes and per-sender depth. When full, a new transaction may
-  evict the lowest-fee transaction that is last in its sender's queue, if it pays more.
+  evict the lowest-fee transaction that is last in its sender's queue, if it pays more. The
+  refill after a head change shares one scratch state across senders, so it never evicts (an
+  evicted tx's effects would stay in that state) and a refused tx is reverted out of it.
 - ``select`` orders by fee (highest first) while keeping each sender's nonce order; ties break
   by txid, so the order is deterministic.
 """
@@ -82,11 +85,19 @@ class Mempool:
         if scratch is None:
             self._dry_run(tx, queue)
         else:
+            snap = scratch.snapshot()
             apply_tx(scratch, tx, self._context(tx), self.chain.contracts)
-        if replaced is None:
-            self._make_room(tx)
-        else:
+        if replaced is not None:
             self._drop(replaced)
+            self._insert(tx)
+            self._recheck_sender(tx.sender)
+            return
+        try:
+            self._make_room(tx, evict=scratch is None)
+        except ValidationError:
+            if scratch is not None:
+                scratch.revert(snap)  # a refused tx must not fund later ones in the refill
+            raise
         self._insert(tx)
 
     def _check_nonce(self, tx: Transaction, queue: list[Transaction]) -> Transaction | None:
@@ -111,17 +122,29 @@ class Mempool:
         for t in [q for q in queue if q.nonce < tx.nonce] + [tx]:
             apply_tx(state, t, self._context(t), self.chain.contracts)
 
+    def _recheck_sender(self, sender: Address) -> None:
+        """Re-run ``sender``'s queue on the head; drop it from the first tx that fails."""
+        state = State(self.chain.state_get)
+        queue = self._by_sender[sender]
+        for i, t in enumerate(queue):
+            try:
+                apply_tx(state, t, self._context(t), self.chain.contracts)
+            except ValidationError:
+                for later in queue[i:]:
+                    self._drop(later)
+                return
+
     def _context(self, tx: Transaction) -> TxContext:
         """The context of a dry run: as if in the next block, at the head's time."""
         chain = self.chain
         return TxContext(chain.genesis.chain_id, chain.height + 1, chain.head.timestamp,
                          chain.head_hash, tx.txid)
 
-    def _make_room(self, tx: Transaction) -> None:
-        """Evict cheaper queue tails until ``tx`` fits, or raise ``mempool-full``."""
+    def _make_room(self, tx: Transaction, evict: bool = True) -> None:
+        """Evict cheaper queue tails (if ``evict``) until ``tx`` fits, or raise ``mempool-full``."""
         while (len(self._by_id) + 1 > self.max_txs
                or self._bytes + len(tx.encoded) > self.max_bytes):
-            tails = [q[-1] for s, q in self._by_sender.items() if s != tx.sender]
+            tails = [q[-1] for s, q in self._by_sender.items() if s != tx.sender and evict]
             victim = min(tails, key=lambda t: (t.fee, t.txid), default=None)
             if victim is None or victim.fee >= tx.fee:
                 raise ValidationError("mempool-full")

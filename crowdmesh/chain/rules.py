@@ -38,6 +38,7 @@ __all__ = [
     "median_time_past",
     "next_target",
     "validate_body",
+    "validate_detached",
     "validate_header",
 ]
 
@@ -76,9 +77,13 @@ Lookup = Callable[[BlockHash], HeaderInfo]
 
 def _walk(start: HeaderInfo, lookup: Lookup, n: int) -> list[HeaderInfo]:
     """``start`` and its ancestors, at most ``n`` entries, newest first."""
-    out = [start]
-    while len(out) < n and out[-1].height > 0:
-        out.append(lookup(out[-1].parent))
+    out: list[HeaderInfo] = []
+    info = start
+    while len(out) < n:  # n == 0 → nothing (the miner cap's W = 1 window has no ancestors)
+        out.append(info)
+        if info.height == 0:
+            break
+        info = lookup(info.parent)
     return out
 
 
@@ -108,7 +113,11 @@ def next_target(genesis: Genesis, parent: HeaderInfo, lookup: Lookup) -> int:
 
 def check_miner_cap(genesis: Genesis, header: BlockHeader, parent: HeaderInfo,
                      lookup: Lookup) -> None:
-    """A miner may have mined at most M of the last W blocks, this one included."""
+    """A miner may have mined at most M of the last W blocks, this one included.
+
+    The window is this block plus its W − 1 nearest ancestors (the genesis block, mined by
+    nobody, never counts), so W = 1 limits nothing beyond M ≥ 1.
+    """
     if genesis.miner_cap_w == 0:
         return
     recent = [i for i in _walk(parent, lookup, genesis.miner_cap_w - 1) if i.height > 0]
@@ -139,6 +148,26 @@ def validate_header(genesis: Genesis, header: BlockHeader, parent: HeaderInfo, l
     if header.timestamp > now + MAX_FUTURE_SECONDS:
         raise ValidationError("bad-block-time-future")
     check_miner_cap(genesis, header, parent, lookup)
+
+
+def validate_detached(genesis: Genesis, block: Block) -> None:
+    """The checks an orphan (parent unknown) must pass before it may be pooled.
+
+    Chain id, a target no easier than the genesis target (the easiest retargeting allows), PoW
+    on that target, and the stateless body checks, so the body is the one the hash commits to.
+
+    Raises:
+        ValidationError: ``bad-block-chain-id``, ``bad-block-target``, ``bad-block-pow``, or a
+            :func:`validate_body` code.
+    """
+    h = block.header
+    if h.chain_id != genesis.chain_id:
+        raise ValidationError("bad-block-chain-id")
+    if h.target > genesis.target:
+        raise ValidationError("bad-block-target", "easier than the genesis target")
+    if not h.meets_target():
+        raise ValidationError("bad-block-pow")
+    validate_body(genesis, block)
 
 
 def validate_body(genesis: Genesis, block: Block) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import gmpy2
 
-from crowdmesh.chain.codec import Address, expect_array, expect_uint, pack, unpack
+from crowdmesh.chain.codec import U64_MAX, Address, expect_array, expect_uint, pack, unpack
 from crowdmesh.errors import ValidationError
 
 __all__ = [
@@ -180,8 +180,14 @@ class State:
         self.set(account_key(addr), acct.encode())
 
     def credit(self, addr: Address | bytes, amount: int) -> None:
-        """Add ``amount`` to ``addr``'s balance."""
+        """Add ``amount`` to ``addr``'s balance or raise ``bad-balance-overflow`` (u64).
+
+        The genesis issuance bound makes this unreachable for valid chains; it is checked so a
+        bad block is refused with a code instead of crashing the encoder.
+        """
         a = self.account(addr)
+        if a.balance + amount > U64_MAX:
+            raise ValidationError("bad-balance-overflow", f"{a.balance} + {amount}")
         self.put_account(addr, Account(a.balance + amount, a.nonce, a.reputation))
 
     def debit(self, addr: Address | bytes, amount: int, code: str = "bad-tx-overspend") -> None:

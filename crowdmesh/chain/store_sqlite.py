@@ -3,7 +3,9 @@
 Invariants:
 - One table ``kv(k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID``; WAL journal,
   ``synchronous=FULL``. Each ``write_batch`` is one SQLite transaction, so a block connect or a
-  reorg (blocks, indexes, undo rows and head pointer together) is atomic across crashes.
+  reorg (blocks, indexes, undo rows and head pointer together) is atomic across crashes. A
+  batch that fails (COMMIT included) is rolled back, so the connection is never left inside
+  an open transaction.
 - An exclusive ``flock`` on ``<path>.lock`` is held while the store is open; a second opener (in
   this or another process) gets ``UsageError("datadir-locked")``. The kernel drops the lock when
   the process dies, so a crashed node can restart.
@@ -70,10 +72,11 @@ class SqliteStore:
         try:
             conn.executemany("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", puts)
             conn.executemany("DELETE FROM kv WHERE k = ?", dels)
+            conn.execute("COMMIT")  # inside: a failed COMMIT must not leave the tx open
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def iterate(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Pairs under ``prefix`` in key order (materialised, safe against later writes)."""

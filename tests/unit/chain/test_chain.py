@@ -21,20 +21,31 @@ from crowdmesh.chain.layout import P_BLOCK, P_STATE, P_UNDO
 from crowdmesh.chain.rules import next_target
 from crowdmesh.errors import NotFound, UsageError, ValidationError
 
-from .helpers import ADDRS, MINERS, NOW, fresh_chain, make_genesis, mine_block, next_block, transfer
+from .helpers import (
+    ADDRS,
+    ALLOC,
+    BASE_FEE,
+    MINERS,
+    NOW,
+    fresh_chain,
+    make_genesis,
+    mine_block,
+    next_block,
+    transfer,
+)
 from .reference import Reference
 
 
 def test_extend_and_query() -> None:
     chain = fresh_chain()
-    tx = transfer(0, 0, ADDRS[5], 500, fee=40)
+    tx = transfer(0, 0, ADDRS[5], 500, tip=40)
     b1 = next_block(chain, (tx,))
     result = chain.import_block(b1, NOW)
     assert result.status is ImportStatus.CONNECTED and result.connected == (b1,)
     assert not result.reorg and result.head == b1.hash == chain.head_hash
     assert result.receipts[0][0].gas == tx.gas(1)  # the recipient's account is a new word
     assert chain.balance(ADDRS[5]) == 500 and chain.nonce(ADDRS[0]) == 1
-    assert chain.balance(MINERS[0]) == 1000 + 30  # reward + fee minus the 25 % burned
+    assert chain.balance(MINERS[0]) == 1000 + tx.fee * 3 // 4  # reward + fee minus 25 % burned
     assert chain.get_block_by_height(1) == b1 and chain.get_hash_at(0) == chain.genesis_hash
     assert chain.get_transaction(tx.txid) == (tx, b1.hash, 1)
     assert [h.height for h in chain.headers_range(0, 5)] == [0, 1]
@@ -129,12 +140,12 @@ def test_orphan_pool_is_bounded() -> None:
 def test_template_skips_failing_transactions() -> None:
     chain = fresh_chain()
     good = transfer(0, 0, ADDRS[1], 5)
-    broke = transfer(1, 0, ADDRS[2], 10**9)
+    broke = transfer(1, 0, ADDRS[2], ALLOC)
     gap = transfer(2, 3, ADDRS[1], 1)
     tpl = chain.build_block_template(MINERS[0], [good, broke, gap], NOW)
     assert tpl.block.txs == (good,)
     assert dict(tpl.skipped) == {broke.txid: "bad-tx-overspend", gap.txid: "bad-tx-nonce"}
-    assert tpl.fees == 8 and tpl.gas == good.gas()
+    assert tpl.fees == good.fee - good.fee // 4 and tpl.gas == good.gas()
     assert chain.import_block(mine_block(tpl.block), NOW).status is ImportStatus.CONNECTED
 
 
@@ -170,7 +181,7 @@ def test_genesis_mismatch_and_open_twice(tmp_path: Path) -> None:
     store.close()
     store = SqliteStore.open(path)
     again = Chain.open(store, make_genesis())
-    assert again.height == 1 and again.balance(ADDRS[1]) == 1_000_005
+    assert again.height == 1 and again.balance(ADDRS[1]) == ALLOC + 5
     assert check_db(store, make_genesis()) == []
     store.close()
 
@@ -226,19 +237,20 @@ def test_supply_after_blocks_and_reorg() -> None:
 
     chain = fresh_chain()
     ref = Reference(chain.genesis)
-    a1 = ref.build(chain.genesis_hash, (transfer(0, 0, ADDRS[1], 9, fee=41),), MINERS[0])
+    a1 = ref.build(chain.genesis_hash, (transfer(0, 0, ADDRS[1], 9, tip=41),), MINERS[0])
     ref.add(a1)
     chain.import_block(a1, NOW)
     assert supply_holds(chain)
     total = sum(a.balance for _, a in chain.iter_accounts())
-    assert total == 4_000_000 + 1000 - 41 * 2500 // 10_000
-    b1 = ref.build(chain.genesis_hash, (transfer(1, 0, ADDRS[2], 3, fee=400),), MINERS[1], dt=9)
+    assert total == 4 * ALLOC + 1000 - (BASE_FEE + 41) * 2500 // 10_000
+    b1 = ref.build(chain.genesis_hash, (transfer(1, 0, ADDRS[2], 3, tip=400),), MINERS[1], dt=9)
     ref.add(b1)
     b2 = ref.build(b1.hash, (), MINERS[1])
     chain.import_block(b1, NOW)
     assert chain.import_block(b2, NOW).reorg
     assert supply_holds(chain)
-    assert sum(a.balance for _, a in chain.iter_accounts()) == 4_000_000 + 2000 - 100
+    assert sum(a.balance for _, a in chain.iter_accounts()) == (
+        4 * ALLOC + 2000 - (BASE_FEE + 400) * 2500 // 10_000)
 
 
 def test_invalid_pooled_orphan_is_reported_not_raised() -> None:

@@ -11,20 +11,23 @@ from hypothesis import strategies as st
 
 from crowdmesh.chain import (
     MAX_TARGET,
+    TRANSFER,
     Account,
     Block,
     BlockHash,
     BlockHeader,
     Genesis,
     Transaction,
+    make_transaction,
     merkle_root,
+    transfer_payload,
 )
 from crowdmesh.chain.codec import unpack
 from crowdmesh.chain.layout import BlockStatus, IndexEntry, TxLocation, Undo
 from crowdmesh.chain.rules import HeaderInfo
 from crowdmesh.errors import DecodeError
 
-from .helpers import ADDRS, CHAIN_ID, MINERS, T0, make_genesis, transfer
+from .helpers import ADDRS, CHAIN_ID, KEYS, MINERS, T0, make_genesis
 
 TX_HEX = (
     "97a7636d2d74657374c420809d6cd2810a074583af8ed128b56de6decfed70ce20d0d3f264cfab41f0217c07"
@@ -42,12 +45,12 @@ HEADER_HEX = (
 )
 HEADER_HASH_HEX = "14a85f10a41b3f36262030b487c931c58b5c9b656cf5783f0a51ca2a736395e3"
 BLOCK_SHA_HEX = "69e7816985bf0e484f8ac0ab17049a2c49fb4aa1bcec1fb291d93de9dc9717e4"
-GENESIS_JSON_SHA_HEX = "4b721cc826e01221c455e5db96c57e813d8ea60df7dbc1814c63619780a90e3e"
-GENESIS_HASH_HEX = "196b770faa059fdbcbdb943379393f5104d11f95bcf338b2e88fa3e903ea68e0"
+GENESIS_JSON_SHA_HEX = "e38fe52802579963eb746152662491be71040912b09c756e6759e308224c9d5e"
+GENESIS_HASH_HEX = "5a56d9b79ff1ee7f25817385b951e145c03d8f8371bf7e3e6d57ee9df2ff3873"
 
 
 def golden_tx() -> Transaction:
-    return transfer(0, 7, ADDRS[1], 12345, fee=99)
+    return make_transaction(KEYS[0], CHAIN_ID, 7, TRANSFER, transfer_payload(ADDRS[1], 12345), 99)
 
 
 def golden_header() -> BlockHeader:

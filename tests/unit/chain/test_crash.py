@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
-from crowdmesh.chain import Account, Block, Chain, SqliteStore, check_db
+import pytest
+
+from crowdmesh.chain import Account, Block, Chain, MemoryStore, SqliteStore, check_db, reindex
+from crowdmesh.chain.layout import P_BLOCK
 from crowdmesh.crypto.rng import DeterministicRng
 from crowdmesh.errors import ValidationError
 
-from .helpers import ADDRS, MINERS, NOW, make_genesis, transfer
+from .helpers import ADDRS, MINERS, NOW, make_genesis, next_block, transfer
 from .reference import Reference
 
 GENESIS = make_genesis()
@@ -135,3 +139,51 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(tmp_path: Path) -> N
     print(f"full pass {full:.3f}s, killed {killed}, distinct heads {len(seen_heads)}")
     assert killed >= KILLS
     assert len(seen_heads) >= 10  # kills landed all over the sequence
+
+
+class _FailingCommit:
+    """A real SQLite connection whose next COMMIT fails (as on a full disk or I/O error)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.fail = True
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.fail:
+            self.fail = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+    def executemany(self, sql: str, rows: object) -> sqlite3.Cursor:
+        return self.conn.executemany(sql, rows)  # type: ignore[arg-type]
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+
+def test_failed_commit_rolls_back_and_the_store_stays_usable(tmp_path: Path) -> None:
+    store = SqliteStore.open(str(tmp_path / "c.db"))
+    conn = store._conn
+    store._conn = _FailingCommit(conn)  # type: ignore[assignment]
+    with pytest.raises(sqlite3.OperationalError):
+        store.write_batch({b"k1": b"v1"})
+    assert not conn.in_transaction and store.get(b"k1") is None
+    store.write_batch({b"k2": b"v2"})  # a left-open transaction would make BEGIN fail here
+    assert store.get(b"k2") == b"v2"
+    store._conn = conn
+    store.close()
+
+
+def test_check_db_flags_an_interrupted_reindex_and_reindex_recovers() -> None:
+    store = MemoryStore()
+    chain = Chain.open(store, GENESIS)
+    for n in range(3):
+        chain.import_block(next_block(chain, (transfer(0, n, ADDRS[5], 1),)), NOW)
+    head = chain.head_hash
+    # the reindex wipe batch committed, the re-import did not start: blocks stay, all else goes
+    store.write_batch({k: None for k in list(store.data) if k[:1] != P_BLOCK})
+    assert check_db(store, GENESIS) != []
+    rebuilt = reindex(store, GENESIS, NOW)
+    assert rebuilt.head_hash == head and check_db(store, GENESIS) == []
+    assert check_db(MemoryStore(), GENESIS) == []  # a store never written is fresh

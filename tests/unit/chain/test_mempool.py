@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from crowdmesh.chain import Mempool, Transaction
+from crowdmesh.chain import TRANSFER, Mempool, Transaction, make_transaction, transfer_payload
 
-from .helpers import ADDRS, MINERS, NOW, fresh_chain, next_block, transfer
+from .helpers import (
+    ADDRS,
+    ALLOC,
+    CHAIN_ID,
+    KEYS,
+    MINERS,
+    NOW,
+    fresh_chain,
+    next_block,
+    transfer,
+)
 from .reference import Reference
 
 
@@ -25,19 +35,20 @@ def test_admission_codes() -> None:
     pool.add(t0)
     assert add_code(pool, t0) == "mempool-duplicate"
     assert add_code(pool, transfer(0, 2, ADDRS[1], 5)) == "mempool-nonce-gap"
-    assert add_code(pool, transfer(0, 0, ADDRS[1], 6, fee=10)) == "mempool-conflict"
+    assert add_code(pool, transfer(0, 0, ADDRS[1], 6, tip=10)) == "mempool-conflict"
     pool.add(transfer(0, 1, ADDRS[1], 5))
     pool.add(transfer(0, 2, ADDRS[1], 5))
     assert add_code(pool, transfer(0, 3, ADDRS[1], 5)) == "mempool-sender-full"
-    # the dry run sees the sender's pooled spends: 3 × (5 + 10) already committed
-    assert add_code(pool, transfer(0, 2, ADDRS[1], 1_000_000 - 30, fee=11)) == "bad-tx-overspend"
+    # the dry run sees the sender's pooled spends: nonces 0 and 1 cost 2 × (5 + fee)
+    too_much = transfer(0, 2, ADDRS[1], ALLOC - 2 * (5 + t0.fee), tip=11)
+    assert add_code(pool, too_much) == "bad-tx-overspend"
     assert len(pool) == 3 and t0.txid in pool
 
 
 def test_replacement_by_fee() -> None:
     pool = Mempool(fresh_chain())
-    low = transfer(0, 0, ADDRS[1], 5, fee=10)
-    high = transfer(0, 0, ADDRS[1], 5, fee=11)
+    low = transfer(0, 0, ADDRS[1], 5, tip=10)
+    high = transfer(0, 0, ADDRS[1], 5, tip=11)
     pool.add(low)
     pool.add(high)
     assert low.txid not in pool and pool.get(high.txid) == high and len(pool) == 1
@@ -45,9 +56,9 @@ def test_replacement_by_fee() -> None:
 
 def test_select_orders_by_fee_keeping_nonce_order() -> None:
     pool = Mempool(fresh_chain())
-    a0, a1 = transfer(0, 0, ADDRS[5], 1, fee=5), transfer(0, 1, ADDRS[5], 1, fee=50)
-    b0, b1 = transfer(1, 0, ADDRS[5], 1, fee=20), transfer(1, 1, ADDRS[5], 1, fee=1)
-    c0 = transfer(2, 0, ADDRS[5], 1, fee=10)
+    a0, a1 = transfer(0, 0, ADDRS[5], 1, tip=5), transfer(0, 1, ADDRS[5], 1, tip=50)
+    b0, b1 = transfer(1, 0, ADDRS[5], 1, tip=20), transfer(1, 1, ADDRS[5], 1, tip=1)
+    c0 = transfer(2, 0, ADDRS[5], 1, tip=10)
     for tx in (a0, a1, b0, b1, c0):
         pool.add(tx)
     assert pool.select() == [b0, c0, a0, a1, b1]
@@ -56,17 +67,17 @@ def test_select_orders_by_fee_keeping_nonce_order() -> None:
 
 def test_bounded_with_eviction_of_cheapest_tail() -> None:
     pool = Mempool(fresh_chain(), max_txs=3)
-    cheap = transfer(0, 1, ADDRS[5], 1, fee=1)
-    pool.add(transfer(0, 0, ADDRS[5], 1, fee=30))
+    cheap = transfer(0, 1, ADDRS[5], 1, tip=1)
+    pool.add(transfer(0, 0, ADDRS[5], 1, tip=30))
     pool.add(cheap)
-    pool.add(transfer(1, 0, ADDRS[5], 1, fee=20))
-    assert add_code(pool, transfer(2, 0, ADDRS[5], 1, fee=1)) == "mempool-full"
-    pool.add(transfer(2, 0, ADDRS[5], 1, fee=2))
+    pool.add(transfer(1, 0, ADDRS[5], 1, tip=20))
+    assert add_code(pool, transfer(2, 0, ADDRS[5], 1, tip=1)) == "mempool-full"
+    pool.add(transfer(2, 0, ADDRS[5], 1, tip=2))
     assert cheap.txid not in pool and len(pool) == 3
     by_bytes = Mempool(fresh_chain(), max_bytes=2 * len(cheap.encoded))
-    by_bytes.add(transfer(0, 0, ADDRS[5], 1, fee=5))
-    by_bytes.add(transfer(1, 0, ADDRS[5], 1, fee=5))
-    assert add_code(by_bytes, transfer(2, 0, ADDRS[5], 1, fee=5)) == "mempool-full"
+    by_bytes.add(transfer(0, 0, ADDRS[5], 1, tip=5))
+    by_bytes.add(transfer(1, 0, ADDRS[5], 1, tip=5))
+    assert add_code(by_bytes, transfer(2, 0, ADDRS[5], 1, tip=5)) == "mempool-full"
     assert by_bytes.size_bytes <= 2 * len(cheap.encoded)
 
 
@@ -104,3 +115,40 @@ def test_remove_drops_later_nonces() -> None:
         pool.add(tx)
     pool.remove([txs[1].txid, bytes(32)])
     assert pool.transactions() == [txs[0]]
+
+
+def test_fee_bump_drops_later_txs_that_no_longer_apply() -> None:
+    chain = fresh_chain()
+    pool = Mempool(chain)
+    pool.add(transfer(0, 0, ADDRS[5], 10))
+    spends_rest = transfer(0, 1, ADDRS[5], ALLOC // 2)
+    pool.add(spends_rest)
+    bump = transfer(0, 0, ADDRS[5], ALLOC // 2, tip=20)  # now nonce 1 overspends
+    pool.add(bump)
+    assert pool.transactions() == [bump] and spends_rest.txid not in pool
+    tpl = chain.build_block_template(MINERS[0], pool.select(), NOW)
+    assert tpl.skipped == () and tpl.block.txs == (bump,)
+
+
+def test_refill_refusal_leaves_no_credit_behind() -> None:
+    chain = fresh_chain()
+    ref = Reference(chain.genesis)
+    small = transfer(1, 0, ADDRS[5], 1, tip=0)
+    big = make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, transfer_payload(ADDRS[4], 10**8),
+                           small.fee)  # funds ADDRS[4]; longer than `small` on the wire
+    a1 = ref.build(chain.genesis_hash, (small, big), MINERS[0])
+    ref.add(a1)
+    chain.import_block(a1, NOW)
+    spender = transfer(4, 0, ADDRS[5], 1, tip=0)  # only funded by `big`
+    pool = Mempool(chain, max_bytes=len(small.encoded) + len(spender.encoded))
+    pool.add(spender)
+    b1 = ref.build(chain.genesis_hash, (), MINERS[1], dt=12)  # heavier branch without a1
+    ref.add(b1)
+    b2 = ref.build(b1.hash, (), MINERS[1])
+    chain.import_block(b1, NOW)
+    result = chain.import_block(b2, NOW)
+    assert result.returned_txs == (small, big)
+    pool.update(result)  # `small` fits, `big` is refused (mempool-full): `spender` is unfunded
+    assert pool.transactions() == [small]
+    tpl = chain.build_block_template(MINERS[0], pool.select(), NOW)
+    assert tpl.skipped == ()

@@ -9,6 +9,7 @@ import pytest
 from crowdmesh.chain import (
     MAX_FUTURE_SECONDS,
     MAX_PAYLOAD_BYTES,
+    MAX_TARGET,
     REGISTER_KEY,
     TRANSFER,
     Block,
@@ -21,24 +22,33 @@ from crowdmesh.chain import (
     merkle_root,
     register_key_payload,
     registered_key,
+    transfer_payload,
 )
+from crowdmesh.chain.codec import U64_MAX
+from crowdmesh.chain.genesis import ISSUANCE_BLOCKS
 from crowdmesh.chain.rules import median_time_past
+from crowdmesh.chain.state import State
 from crowdmesh.crypto.groups import DEFAULT
+from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.crypto.proofs import prove_key
 from crowdmesh.crypto.rng import DeterministicRng
 from crowdmesh.errors import DecodeError, ValidationError
 
 from .helpers import (
     ADDRS,
+    ALLOC,
     CHAIN_ID,
     KEYS,
     MINERS,
     NOW,
     fresh_chain,
+    make_genesis,
     mine_block,
     next_block,
     transfer,
 )
+
+FEE = 10**6  # covers the intrinsic gas of every transaction below
 
 
 def raw_block(chain: Chain, txs: tuple[Transaction, ...] = (), **header: object) -> Block:
@@ -97,10 +107,10 @@ def test_replayed_nonce() -> None:
 
 def test_overspend() -> None:
     chain = fresh_chain()
-    tx = transfer(0, 0, ADDRS[1], 1_000_000)  # balance 1,000,000 but the fee is 10 more
+    tx = transfer(0, 0, ADDRS[1], ALLOC)  # the whole balance, but the fee comes on top
     assert pool_code(chain, tx) == "bad-tx-overspend"
     assert reject_code(chain, raw_block(chain, (tx,))) == "bad-tx-overspend"
-    assert pool_code(chain, transfer(4, 0, ADDRS[1], 0 + 1, fee=1)) == "bad-tx-overspend"
+    assert pool_code(chain, transfer(4, 0, ADDRS[1], 0 + 1, tip=1)) == "bad-tx-overspend"
 
 
 def test_oversize_payload() -> None:
@@ -122,23 +132,59 @@ def test_oversize_payload() -> None:
 
 def test_fee_below_minimum() -> None:
     chain = fresh_chain(min_gas_price=1)
-    tx = transfer(0, 0, ADDRS[1], 5, fee=21000)  # intrinsic gas is above 21000
+    payload = transfer_payload(ADDRS[1], 5)
+    tx = make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, 21000)  # gas is above 21000
     assert pool_code(chain, tx) == "bad-tx-fee"
     assert reject_code(chain, raw_block(chain, (tx,))) == "bad-tx-fee"
-    Mempool(chain).add(transfer(0, 0, ADDRS[1], 5, fee=tx.intrinsic_gas))
+    Mempool(chain).add(make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload,
+                                        tx.intrinsic_gas))
+
+
+def test_unfunded_sender_cannot_write_state() -> None:
+    chain = fresh_chain()
+    rng = DeterministicRng(99)
+    key = AccountKey.generate(rng)  # never funded
+    sk = DEFAULT.random_exponent(rng)
+    payload = register_key_payload("default", pow(DEFAULT.group.g, sk, DEFAULT.group.p),
+                                   prove_key(DEFAULT, key.public, sk, rng))
+    free = make_transaction(key, CHAIN_ID, 0, REGISTER_KEY, payload, 0)
+    assert pool_code(chain, free) == "bad-tx-fee"
+    assert reject_code(chain, raw_block(chain, (free,))) == "bad-tx-fee"
+    paying = make_transaction(key, CHAIN_ID, 0, REGISTER_KEY, payload, free.intrinsic_gas)
+    assert pool_code(chain, paying) == "bad-tx-overspend"
+    assert reject_code(chain, raw_block(chain, (paying,))) == "bad-tx-overspend"
+    with pytest.raises(DecodeError) as exc:
+        make_genesis(min_gas_price=0)  # a zero price would make every fee optional
+    assert exc.value.code == "bad-genesis"
 
 
 def test_unknown_kind() -> None:
     chain = fresh_chain()
-    tx = make_transaction(KEYS[0], CHAIN_ID, 0, "no-such-contract", b"", 1)
+    tx = make_transaction(KEYS[0], CHAIN_ID, 0, "no-such-contract", b"", FEE)
     assert pool_code(chain, tx) == "bad-tx-kind"
+    assert reject_code(chain, raw_block(chain, (tx,))) == "bad-tx-kind"
 
 
 def test_bad_transfer_payload() -> None:
     chain = fresh_chain()
     for payload in (b"", b"\x92\xc4\x01\x00\x01", b"\x92" + b"\xc4\x20" + bytes(32) + b"\x00"):
-        tx = make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, 1)
+        tx = make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, FEE)
         assert pool_code(chain, tx) == "bad-transfer-payload"
+        assert reject_code(chain, raw_block(chain, (tx,))) == "bad-transfer-payload"
+
+
+def test_balance_overflow() -> None:
+    state = State(fresh_chain().state_get)
+    state.credit(ADDRS[5], U64_MAX)
+    with pytest.raises(ValidationError) as exc:
+        state.credit(ADDRS[5], 1)
+    assert exc.value.code == "bad-balance-overflow"
+    assert state.account(ADDRS[5]).balance == U64_MAX
+    for reward in ((1 << 64) - 1, (U64_MAX - 4 * ALLOC) // ISSUANCE_BLOCKS + 1):
+        with pytest.raises(DecodeError) as dec:  # issuance could leave u64: refused up front
+            make_genesis(block_reward=reward)
+        assert dec.value.code == "bad-genesis"
+    make_genesis(block_reward=(U64_MAX - 4 * ALLOC) // ISSUANCE_BLOCKS)
 
 
 # ----- blocks --------------------------------------------------------------------------------
@@ -206,6 +252,25 @@ def test_over_cap_miner() -> None:
     chain.import_block(next_block(chain, miner=MINERS[0]), NOW)  # window is 0,1,0: allowed
 
 
+def test_miner_cap_window_includes_this_block() -> None:
+    solo = fresh_chain(miner_cap_m=1, miner_cap_w=1)  # window = this block only: no limit
+    for _ in range(3):
+        solo.import_block(next_block(solo, miner=MINERS[0]), NOW)
+    assert solo.height == 3
+    pair = fresh_chain(miner_cap_m=1, miner_cap_w=2)  # this block and its parent
+    pair.import_block(next_block(pair, miner=MINERS[0]), NOW)
+    assert reject_code(pair, raw_block(pair, miner=MINERS[0])) == "bad-block-miner-cap"
+    pair.import_block(next_block(pair, miner=MINERS[1]), NOW)
+    pair.import_block(next_block(pair, miner=MINERS[0]), NOW)
+
+
+def test_retarget_interval_of_one_is_refused() -> None:
+    with pytest.raises(DecodeError) as exc:  # one block spans no time: expected would be 0
+        make_genesis(retarget_interval=1)
+    assert exc.value.code == "bad-genesis"
+    make_genesis(retarget_interval=2)
+
+
 def test_wrong_target_height_chain_id_size() -> None:
     chain = fresh_chain(max_block_bytes=2000)
     assert reject_code(chain, raw_block(chain, target=1 << 255)) == "bad-block-target"
@@ -213,6 +278,28 @@ def test_wrong_target_height_chain_id_size() -> None:
     assert reject_code(chain, raw_block(chain, chain_id="other")) == "bad-block-chain-id"
     txs = tuple(transfer(0, n, ADDRS[1], 1) for n in range(20))
     assert reject_code(chain, raw_block(chain, txs)) == "bad-block-size"
+
+
+def test_orphan_with_wrong_body_is_refused() -> None:
+    chain, other = fresh_chain(target=1 << 248), fresh_chain(target=1 << 248)
+    b1 = next_block(other, (transfer(0, 0, ADDRS[5], 5),))
+    other.import_block(b1, NOW)
+    b2 = next_block(other, (transfer(0, 1, ADDRS[5], 5),))
+    assert reject_code(chain, Block(b2.header, ())) == "bad-block-merkle"  # real hash, fake body
+    assert chain.orphan_count() == 0 and not chain.has_block(b2.hash)
+    assert chain.import_block(b2, NOW).status is ImportStatus.ORPHAN
+    result = chain.import_block(b1, NOW)
+    assert result.connected == (b1, b2) and result.rejected == ()
+
+
+def test_orphan_with_easy_target_or_other_chain_is_refused() -> None:
+    chain = fresh_chain(target=1 << 248)
+    b1 = next_block(chain)
+    easy = raw_block(chain, parent=b1.hash, height=2, target=MAX_TARGET)  # free PoW
+    assert reject_code(chain, easy) == "bad-block-target"
+    foreign = raw_block(chain, parent=b1.hash, height=2, chain_id="other")
+    assert reject_code(chain, foreign) == "bad-block-chain-id"
+    assert chain.orphan_count() == 0
 
 
 def test_unknown_parent_goes_to_orphan_pool() -> None:
@@ -233,22 +320,22 @@ def test_registry_key_without_valid_pok() -> None:
     key = pow(DEFAULT.group.g, sk, DEFAULT.group.p)
     proof_for_other = prove_key(DEFAULT, ADDRS[1], sk, rng)  # bound to another account
     tx = make_transaction(KEYS[0], CHAIN_ID, 0, REGISTER_KEY,
-                          register_key_payload("default", key, proof_for_other), 1)
+                          register_key_payload("default", key, proof_for_other), FEE)
     assert pool_code(chain, tx) == "bad-key-pok"
     assert reject_code(chain, raw_block(chain, (tx,))) == "bad-key-pok"
     rogue = key * pow(DEFAULT.group.g, 5, DEFAULT.group.p) % DEFAULT.group.p
     tx = make_transaction(KEYS[0], CHAIN_ID, 0, REGISTER_KEY,
-                          register_key_payload("default", rogue, proof_for_other), 1)
+                          register_key_payload("default", rogue, proof_for_other), FEE)
     assert pool_code(chain, tx) == "bad-key-pok"
     good = make_transaction(KEYS[0], CHAIN_ID, 0, REGISTER_KEY, register_key_payload(
-        "default", key, prove_key(DEFAULT, ADDRS[0], sk, rng)), 1)
+        "default", key, prove_key(DEFAULT, ADDRS[0], sk, rng)), FEE)
     result = chain.import_block(next_block(chain, (good,)), NOW)
     assert result.receipts[0][0].events[0].name == "key-registered"
     assert registered_key(chain.state_get, ADDRS[0], "default") == key
     again = make_transaction(KEYS[0], CHAIN_ID, 1, REGISTER_KEY, register_key_payload(
-        "default", key, prove_key(DEFAULT, ADDRS[0], sk, rng)), 1)
+        "default", key, prove_key(DEFAULT, ADDRS[0], sk, rng)), FEE)
     assert pool_code(chain, again) == "bad-registry-exists"
-    junk = make_transaction(KEYS[0], CHAIN_ID, 1, REGISTER_KEY, b"\x93\xa3abc\x00\x00", 1)
+    junk = make_transaction(KEYS[0], CHAIN_ID, 1, REGISTER_KEY, b"\x93\xa3abc\x00\x00", FEE)
     assert pool_code(chain, junk) == "bad-registry-payload"
 
 

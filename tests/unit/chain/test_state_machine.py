@@ -75,7 +75,7 @@ class ChainComparison(RuleBasedStateMachine):
             amount = data.draw(st.sampled_from(AMOUNTS), label="amount")
             to = ADDRS[data.draw(st.integers(0, 5), label="to")]
             txs.append(transfer(sender, max(nonce, 0), to, amount,
-                                fee=data.draw(st.integers(0, 50), label="fee")))
+                                tip=data.draw(st.integers(0, 50), label="fee")))
         return tuple(txs)
 
     def build(self, data: st.DataObject, parent: bytes) -> Block:
