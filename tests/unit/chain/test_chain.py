@@ -15,6 +15,7 @@ from crowdmesh.chain import (
     MemoryStore,
     SqliteStore,
     check_db,
+    merkle_root,
     reindex,
 )
 from crowdmesh.chain.layout import P_BLOCK, P_STATE, P_UNDO
@@ -25,6 +26,8 @@ from .helpers import (
     ADDRS,
     ALLOC,
     BASE_FEE,
+    CHAIN_ID,
+    KEYS,
     MINERS,
     NOW,
     fresh_chain,
@@ -135,6 +138,23 @@ def test_orphan_pool_is_bounded() -> None:
         h = dataclasses.replace(template.header, parent=i.to_bytes(32, "big"))
         chain.import_block(Block(h), NOW)
     assert chain.orphan_count() == MAX_ORPHANS
+
+
+def test_orphan_pool_is_bounded_in_bytes() -> None:
+    from crowdmesh.chain import MAX_ORPHAN_BYTES, MAX_PAYLOAD_BYTES, TRANSFER, make_transaction
+
+    chain = fresh_chain()
+    txs = tuple(make_transaction(KEYS[0], CHAIN_ID, n, TRANSFER, bytes(MAX_PAYLOAD_BYTES), 1)
+                for n in range(15))  # ≈ 1 MiB: a full block (orphans are not state-checked)
+    body = next_block(chain)
+    header = dataclasses.replace(body.header, tx_root=merkle_root([t.txid for t in txs]))
+    size = len(Block(header, txs).encode())
+    count = MAX_ORPHAN_BYTES // size + 5
+    for i in range(count):
+        h = dataclasses.replace(header, parent=i.to_bytes(32, "big"))
+        chain.import_block(Block(h, txs), NOW)
+    assert chain.orphan_bytes() <= MAX_ORPHAN_BYTES < chain.orphan_bytes() + size
+    assert chain.orphan_count() == MAX_ORPHAN_BYTES // size < count
 
 
 def test_template_skips_failing_transactions() -> None:

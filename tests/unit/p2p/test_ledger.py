@@ -38,7 +38,7 @@ def ledger() -> Ledger:
 
 def tx(nonce: int, amount: int = 1, key: AccountKey = KEYS[0]):
     return make_transaction(key, "ledger", nonce, "transfer", transfer_payload(KEYS[1].public,
-                                                                              amount), 1000)
+                                                                              amount), 100_000)
 
 
 def mined(led: Ledger, txs, miner: bytes = MINER, now: int = NOW) -> Block:
@@ -62,7 +62,7 @@ def test_cheap_checks_reject_with_codes() -> None:
     forged = dataclasses.replace(good, signature=bytes(64))
     assert code_of(led.check_gossip, TxGossip(forged.encode())) == "bad-tx-sig"
     assert code_of(led.check_gossip, TxBatch((good.encode(), forged.encode()))) == "bad-tx-sig"
-    other_chain = make_transaction(KEYS[0], "other", 0, "transfer", b"\x90", 1000)
+    other_chain = make_transaction(KEYS[0], "other", 0, "transfer", b"\x90", 100_000)
     assert code_of(led.check_gossip, TxGossip(other_chain.encode())) == "bad-tx-chain-id"
     block = mined(led, [])
     led.check_gossip(NewBlock(block.encode()))

@@ -87,7 +87,7 @@ async def test_generate_gossip_and_late_joiner_sync(tmp_path: Path) -> None:
         assert b.ledger.chain.head_hash.hex() == hashes[-1]
 
         tx = make_transaction(keys[0], CHAIN, 0, "transfer", transfer_payload(keys[1].public, 5),
-                              fee=1000)
+                              fee=100_000)
         reply = await b.submit_tx(tx.encode().hex())
         assert reply["txid"] == tx.txid.hex()
         with trio.fail_after(10):
@@ -116,7 +116,7 @@ async def test_split_mine_both_sides_join_reorgs_and_remines_losing_txs(tmp_path
         a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
         b = await stack.enter_async_context(node_running(tmp_path, "b", gpath))
         tx = make_transaction(keys[0], CHAIN, 0, "transfer", transfer_payload(keys[1].public, 9),
-                              fee=1000)
+                              fee=100_000)
         await a.submit_tx(tx.encode().hex())
         await a.generate(2)
         assert a.tx(tx.txid.hex())["status"] == "confirmed"
@@ -148,7 +148,7 @@ async def test_block_over_the_gossip_cap_is_announced_and_fetched_by_sync(tmp_pa
         for sender in keys[:8]:
             for nonce in range(60):
                 t = make_transaction(sender, CHAIN, nonce, "transfer",
-                                     transfer_payload(keys[8].public, 1), fee=1000)
+                                     transfer_payload(keys[8].public, 1), fee=100_000)
                 a.ledger.add_tx(t)
         (block_hash,) = await a.generate(1)
         block = a.ledger.chain.get_block(bytes.fromhex(block_hash))
