@@ -13,7 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from crowdmesh.chain.block import Block, BlockHeader
@@ -31,12 +31,14 @@ __all__ = [
     "Lookup",
     "Receipt",
     "apply_block",
+    "apply_block_tx",
     "apply_tx",
     "burned_fee",
     "check_miner_cap",
     "check_tx",
     "median_time_past",
     "next_target",
+    "pay_miner",
     "validate_body",
     "validate_detached",
     "validate_header",
@@ -231,6 +233,27 @@ def apply_tx(state: State, tx: Transaction, ctx: TxContext,
     return Receipt(tx.txid, tx.gas(state.new_words_since(snap)), events)
 
 
+def apply_block_tx(state: State, tx: Transaction, genesis: Genesis,
+                   contracts: Mapping[str, Contract], height: int, timestamp: int,
+                   parent: BlockHash, verify: bool = True) -> Receipt:
+    """Check and apply one transaction of a block at ``height`` (blocks and templates share
+    this, so a template is built by exactly the rules that validate it)."""
+    if verify:
+        check_tx(tx, genesis, contracts)
+    ctx = TxContext(genesis.chain_id, height, timestamp, parent, tx.txid)
+    return apply_tx(state, tx, ctx, contracts)
+
+
+def pay_miner(state: State, genesis: Genesis, height: int, miner: bytes,
+              txs: Sequence[Transaction]) -> int:
+    """Credit ``miner`` with the reward at ``height`` plus the unburned part of the fees of
+    ``txs``; return that fee part."""
+    fees = sum(tx.fee - burned_fee(tx.fee, genesis) for tx in txs)
+    if genesis.reward(height) + fees:
+        state.credit(miner, genesis.reward(height) + fees)
+    return fees
+
+
 def apply_block(state: State, block: Block, genesis: Genesis,
                 contracts: Mapping[str, Contract], verify: bool = True) -> list[Receipt]:
     """Apply every transaction, then pay the miner reward plus unburned fees.
@@ -239,13 +262,7 @@ def apply_block(state: State, block: Block, genesis: Genesis,
     blocks this node already validated). Raises on the first invalid transaction.
     """
     h = block.header
-    receipts = []
-    for tx in block.txs:
-        if verify:
-            check_tx(tx, genesis, contracts)
-        ctx = TxContext(genesis.chain_id, h.height, h.timestamp, h.parent, tx.txid)
-        receipts.append(apply_tx(state, tx, ctx, contracts))
-    fees = sum(tx.fee - burned_fee(tx.fee, genesis) for tx in block.txs)
-    if genesis.reward(h.height) + fees:
-        state.credit(h.miner, genesis.reward(h.height) + fees)
+    receipts = [apply_block_tx(state, tx, genesis, contracts, h.height, h.timestamp, h.parent,
+                               verify) for tx in block.txs]
+    pay_miner(state, genesis, h.height, h.miner, block.txs)
     return receipts

@@ -4,6 +4,8 @@ Invariants:
 - A template is valid on the head it was built on, except for its nonce: it passes every rule
   ``Chain.import_block`` applies once a nonce meets the target (same timestamp rule, target,
   transaction application, reward, state root and miner cap).
+- Transactions are applied and the miner paid by the very functions block validation uses
+  (``apply_block_tx``, ``pay_miner``), so a new block rule cannot make templates invalid.
 - Transactions are tried in the given order; one that fails is skipped with its code and leaves
   no trace in the state (``apply_tx`` reverts), so the rest still apply.
 """
@@ -16,14 +18,12 @@ from typing import TYPE_CHECKING
 
 from crowdmesh.chain.block import Block, BlockHeader, merkle_root
 from crowdmesh.chain.codec import Address, TxId
-from crowdmesh.chain.contracts import TxContext
 from crowdmesh.chain.rules import (
     HeaderInfo,
-    apply_tx,
-    burned_fee,
+    apply_block_tx,
     check_miner_cap,
-    check_tx,
     median_time_past,
+    pay_miner,
 )
 from crowdmesh.chain.state import State, muhash_update, state_root
 from crowdmesh.chain.tx import Transaction
@@ -59,11 +59,9 @@ def _fill(chain: Chain, state: State, parent: HeaderInfo, timestamp: int,
         if len(tx.encoded) + _TX_OVERHEAD > budget:
             skipped.append((tx.txid, "bad-block-size"))
             continue
-        ctx = TxContext(chain.genesis.chain_id, parent.height + 1, timestamp, parent.hash,
-                        tx.txid)
         try:
-            check_tx(tx, chain.genesis, chain.contracts)
-            gas += apply_tx(state, tx, ctx, chain.contracts).gas
+            gas += apply_block_tx(state, tx, chain.genesis, chain.contracts, parent.height + 1,
+                                  timestamp, parent.hash).gas
         except ValidationError as exc:
             skipped.append((tx.txid, exc.code))
             continue
@@ -86,10 +84,7 @@ def build_template(chain: Chain, miner: bytes, txs: Iterable[Transaction],
     state = State(chain.state_get)
     included, skipped, gas = _fill(chain, state, parent, timestamp, txs)
     g = chain.genesis
-    fees = sum(tx.fee - burned_fee(tx.fee, g) for tx in included)
-    reward = g.reward(parent.height + 1) + fees
-    if reward:
-        state.credit(miner, reward)
+    fees = pay_miner(state, g, parent.height + 1, miner, included)
     changes, previous = state.diff()
     acc = muhash_update(chain.state_accumulator, previous, changes)
     header = BlockHeader(
