@@ -59,6 +59,7 @@ GENESIS = Genesis(
     block_reward=1000, fee_burn_bps=2500, max_block_bytes=8 << 20,
     alloc=tuple(sorted((Address(k.public), 10**12) for k in KEYS)),
 )
+FEE = 25_000  # ≥ a transfer's intrinsic gas at the genesis min_gas_price of 1
 TARGETS = {"tx_per_s": 2000, "block_1000_import_s": 1.0, "reorg_10_s": 1.0,
            "hashes_per_s": 300_000}
 
@@ -70,7 +71,7 @@ def transfers(count: int, first_nonce: int, amount: int) -> list[Transaction]:
         key = KEYS[i % len(KEYS)]
         payload = transfer_payload(KEYS[(i + 1) % len(KEYS)].public, amount)
         out.append(make_transaction(key, GENESIS.chain_id, first_nonce + i // len(KEYS),
-                                    TRANSFER, payload, 10))
+                                    TRANSFER, payload, FEE))
     return out
 
 
