@@ -3,7 +3,10 @@
 Rule 1: one table (:data:`COMMANDS`) maps a subcommand to its argument setup and handler.
 Rule 2: every client command prints a readable table (rich) or, with ``--json``, the raw
 JSON-RPC result; exit status 0 on success, 1 on an error from the daemon or bad input, 2 on
-usage errors (argparse), 3 when the daemon cannot be reached.
+usage errors (argparse), 3 when the daemon cannot be reached. ``crowdmesh daemon`` exits 78
+(``EX_CONFIG``) when it stops on a ``CrowdmeshError`` (bad config, genesis, node key, data dir
+locked, socket in use…): retrying cannot help, and the systemd units list 78 in
+``RestartPreventExitStatus=`` so a broken install does not restart forever.
 Rule 3: errors are one line ``error: <code>: <detail>`` on stderr, never a traceback; a
 traceback means a bug.
 Rule 4: the control socket is found from ``--socket``, else ``--config`` (its ``[control]
@@ -34,6 +37,7 @@ __all__ = ["COMMANDS", "DEFAULT_SOCKET", "main"]
 DEFAULT_SOCKET: Final = "/run/crowdmesh/crowdmesh.sock"
 EXIT_ERROR: Final = 1
 EXIT_UNREACHABLE: Final = 3
+EXIT_CONFIG: Final = 78  # sysexits.h EX_CONFIG
 
 
 # ---- output -------------------------------------------------------------------------------
@@ -223,9 +227,13 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
     if not args.config:
         raise UsageError("usage", "crowdmesh daemon needs --config FILE")
-    cfg = load_config(args.config)
-    trio.run(run_daemon, cfg, Path(args.config))
-    return 0
+    status = 0
+    try:
+        cfg = load_config(args.config)
+        trio.run(run_daemon, cfg, Path(args.config))
+    except* CrowdmeshError as group:  # trio's nurseries deliver it grouped
+        status = _fail(group, EXIT_CONFIG)
+    return status
 
 
 def _keys_setup(p: argparse.ArgumentParser) -> None:

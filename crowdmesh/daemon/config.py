@@ -6,7 +6,10 @@ file, the line and the key, so an operator can fix it without reading code.
 Rule 2: relative paths are resolved against the directory of the config file; the control
 socket defaults to ``$RUNTIME_DIRECTORY/crowdmesh.sock`` under systemd, else
 ``<data_dir>/control.sock``; ``data_dir`` defaults to ``$STATE_DIRECTORY`` under systemd.
-Rule 3: the result is immutable; SIGHUP builds a new ``NodeConfig`` and the daemon applies only
+Rule 3: bootstrap addresses are checked with the network's own parser
+(``crowdmesh.p2p.host.parse_peer_addr``), so an address the daemon could not dial fails at load
+with ``file:line``, never later on a dial or a SIGHUP.
+Rule 4: the result is immutable; SIGHUP builds a new ``NodeConfig`` and the daemon applies only
 the reloadable fields (:data:`RELOADABLE`).
 
 Example::
@@ -126,11 +129,19 @@ def _is_multiaddr(v: Any) -> str | None:
 
 
 def _is_bootstrap(v: Any) -> str | None:
+    # why the network's own parser: an address that passes the regex but not libp2p (e.g. a
+    # peer id that is no multihash) would otherwise fail only when dialled, or on SIGHUP
+    from crowdmesh.p2p.host import parse_peer_addr  # lazy: libp2p is slow to import
+
     if not isinstance(v, list):
         return "must be a list of multiaddrs"
     for item in v:
         if _is_multiaddr(item) or "/p2p/" not in item:
             return f"{item!r} must be a TCP multiaddr ending in /p2p/<peer id>"
+        try:
+            parse_peer_addr(item)
+        except UsageError as exc:
+            return f"{item!r} is not a valid peer address ({exc.code}: {exc.detail})"
     return None
 
 

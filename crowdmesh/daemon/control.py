@@ -1,12 +1,16 @@
 """The control socket: newline-delimited JSON-RPC 2.0 over a Unix socket.
 
 Rule 1 (access): the socket is created under ``umask 0177`` and chmod 0600, so only the daemon's
-user can connect; a live socket at the path is never stolen, a stale one is replaced.
+user can connect; a live socket at the path is never stolen, a stale one is replaced, and
+anything at the path that is not a socket is never deleted (startup fails instead).
 Rule 2 (bounds): a request line is at most :data:`MAX_LINE` bytes (longer → error, connection
 closed), at most ``max_clients`` connections are served (extra ones get one error line and are
-closed), every request runs under a timeout, a batch holds at most :data:`MAX_BATCH` calls, and
-every subscriber queue is bounded: when a slow client's queue is full the event is dropped and
-counted (each notification's ``missed`` = drops since the previous one).
+closed), a connection without a subscription that sends no complete line for
+``idle_timeout_s`` is closed (so idle clients cannot hold every slot and lock out ``stop``;
+subscribers such as ``logs -f`` stay), every request runs under a timeout, a batch holds at
+most :data:`MAX_BATCH` calls, and every subscriber queue is bounded: when a slow client's
+queue is full the event is dropped and counted (each notification's ``missed`` = drops since
+the previous one).
 Rule 3 (errors): bad input from a client is answered with a JSON-RPC error and never crashes the
 daemon; ``crowdmesh.errors`` raised by the node map through :data:`ERROR_CODES`; any other
 exception is a bug and propagates.
@@ -24,6 +28,7 @@ import json
 import math
 import os
 import socket as stdlib_socket
+import stat
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -68,6 +73,7 @@ __all__ = [
 MAX_LINE: Final = 1 << 20
 MAX_BATCH: Final = 100
 WRITE_TIMEOUT_S: Final = 10.0
+IDLE_TIMEOUT_S: Final = 60.0
 MAX_GENERATE: Final = 10_000
 
 PARSE_ERROR: Final = -32700
@@ -391,11 +397,13 @@ class ControlServer:
     def __init__(
         self, slot: NodeSlot, hub: EventHub, *, max_clients: int = 64,
         request_timeout_s: float = 30.0, on_stop: Callable[[], None] | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.slot = slot
         self.hub = hub
         self.max_clients = max_clients
         self.request_timeout_s = request_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.clients = 0
         self.rejected_clients = 0
         self._on_stop = on_stop
@@ -442,7 +450,7 @@ class ControlServer:
     async def _request_loop(self, conn: _Conn, reader: _LineReader) -> None:
         while True:
             try:
-                line = await reader.next_line()
+                line = await self._next_line(conn, reader)
             except LineTooLong:
                 err = RpcError(LINE_TOO_LONG, f"request line over {MAX_LINE} bytes")
                 await conn.send(_error(None, err))
@@ -456,6 +464,14 @@ class ControlServer:
                         await conn.send(reply)
                 finally:
                     _run_all(conn.after_reply)
+
+    async def _next_line(self, conn: _Conn, reader: _LineReader) -> bytes | None:
+        """The next request line; None at end of stream or when an unsubscribed client idles."""
+        if conn.subs:  # why: a subscriber (``logs -f``) rightly sends nothing for hours
+            return await reader.next_line()
+        with trio.move_on_after(self.idle_timeout_s):
+            return await reader.next_line()
+        return None
 
     async def handle_line(self, conn: _Conn, line: bytes) -> Any:
         """Answer one request line (single call or batch); None if nothing to send back."""
@@ -549,12 +565,17 @@ async def bind_control_socket(path: Path, backlog: int = 128) -> BoundSocket:
 
     Raises:
         UsageError: ``control-socket-in-use`` if another process serves on ``path``;
+            ``control-socket-not-a-socket`` if something else (a file, a symlink…) is there;
             ``control-socket-error`` if the path cannot be bound.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists() or path.is_symlink():
         if _socket_is_live(path):
             raise UsageError("control-socket-in-use", f"another daemon is serving on {path}")
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise UsageError("control-socket-not-a-socket",
+                             f"{path} exists and is not a socket; not deleting it (check "
+                             "[control] socket in the config)")
         path.unlink()  # stale socket left by a killed daemon
     sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
     old = os.umask(0o177)  # the socket is born 0600: no window where others may connect

@@ -6,7 +6,9 @@ Invariants:
 - :meth:`EffectExecutor.run` never blocks the caller: effects that need I/O (publishing,
   scheduled deliveries) are started as tasks in the node's nursery, in order; mining control is
   applied immediately (it only starts or cancels a task).
-- Errors from outside input inside a spawned effect are logged with their code; anything else
+- Errors from outside input inside a spawned effect (``DecodeError``, ``ValidationError``: a
+  transaction a role built from peer data, a block too large to gossip) are logged as
+  ``event=effect-failed effect=<name> code=<code>`` and the effect is dropped; anything else
   propagates out of the nursery (a bug).
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 import trio
 
 from crowdmesh.daemon.logs import log_event
+from crowdmesh.errors import DecodeError, ValidationError
 from crowdmesh.roles.effects import (
     Effect,
     LogEvent,
@@ -36,6 +39,7 @@ from crowdmesh.roles.events import Event
 __all__ = ["EffectExecutor", "EffectPorts"]
 
 log = logging.getLogger("crowdmesh.node")
+BytesPort = Callable[[bytes], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +50,7 @@ class EffectPorts:
     stop_mining: Callable[[], None]
     publish_block: Callable[[bytes], Awaitable[None]]
     publish_tx: Callable[[bytes], Awaitable[None]]
-    submit_tx: Callable[[bytes], Awaitable[None]]
+    submit_tx: Callable[[bytes], Awaitable[object]]
     deliver: Callable[[Event], None]
 
 
@@ -83,15 +87,26 @@ class EffectExecutor:
 
     def _publish_block(self, effect: Effect) -> None:
         assert isinstance(effect, PublishBlock)
-        self._nursery.start_soon(self._ports.publish_block, effect.block)
+        self._spawn(effect, self._ports.publish_block, effect.block)
 
     def _publish_tx(self, effect: Effect) -> None:
         assert isinstance(effect, PublishTx)
-        self._nursery.start_soon(self._ports.publish_tx, effect.tx)
+        self._spawn(effect, self._ports.publish_tx, effect.tx)
 
     def _submit_tx(self, effect: Effect) -> None:
         assert isinstance(effect, SubmitTx)
-        self._nursery.start_soon(self._ports.submit_tx, effect.tx)
+        self._spawn(effect, self._ports.submit_tx, effect.tx)
+
+    def _spawn(self, effect: Effect, port: BytesPort, raw: bytes) -> None:
+        self._nursery.start_soon(self._guarded, effect.NAME, port, raw)
+
+    @staticmethod
+    async def _guarded(name: str, port: BytesPort, raw: bytes) -> None:
+        try:
+            await port(raw)
+        except (DecodeError, ValidationError) as exc:
+            log_event(log, "effect-failed", logging.WARNING, effect=name, code=exc.code,
+                      detail=exc.detail)
 
     def _schedule_at(self, effect: Effect) -> None:
         assert isinstance(effect, ScheduleAt)

@@ -8,6 +8,9 @@ Invariants:
   batches, so a stop or a new head waits at most one batch (tens of milliseconds).
 - The template is rebuilt every :data:`TEMPLATE_REFRESH_S` so transactions that arrived while
   searching get into the block and the timestamp stays fresh.
+- A search that ends by itself without a block (no template could be built) is reported once
+  through ``on_stopped(parent)``; a cancelled search (``stop``, a newer ``mine_on``) is not, as
+  whoever cancelled it knows.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ TemplateFn = Callable[[bytes], Block | None]
 """``build_template(parent_hash)``: a block on ``parent`` with nonce 0, or None if the parent is
 no longer known (the search then stops until the next head)."""
 FoundFn = Callable[[Block], Awaitable[None]]
+StoppedFn = Callable[[bytes], None]
 
 
 @dataclass
@@ -73,10 +77,12 @@ class MiningRunner:
         build_template: TemplateFn,
         on_found: FoundFn,
         batch: int = DEFAULT_BATCH,
+        on_stopped: StoppedFn | None = None,
     ) -> None:
         self._nursery = nursery
         self._build = build_template
         self._on_found = on_found
+        self._on_stopped = on_stopped
         self._batch = batch
         self._limiter = trio.CapacityLimiter(1)
         self._scope: trio.CancelScope | None = None
@@ -117,6 +123,8 @@ class MiningRunner:
                     await self._on_found(Block(header, template.txs))
                     return
         self._finish(scope)
+        if not scope.cancel_called and self._on_stopped is not None:
+            self._on_stopped(parent)  # why: nothing else would restart this search
 
     def _finish(self, scope: trio.CancelScope) -> None:
         if self._scope is scope:

@@ -12,6 +12,10 @@ Invariants:
 - A transaction too large for a gossip message is announced (``TxAnnounce``) instead; peers
   fetch it over sync through ``daemon/txfetch.py``, off the intake loop, and validate it as if
   gossiped.
+- A search that ends without a block joining the chain (no template, our block rejected or not
+  connected) while the head is still its parent is reported to the miner role
+  (``MiningStopped``), which retries; ``generate`` gives up with ``mining-stalled`` after
+  :data:`MAX_GENERATE_STALLS` such stops in a row, so it never waits forever.
 - Shutdown: :meth:`Node.request_stop` ends ``run_node``; the network closes in the order
   LIBP2P.md §11 requires and the store is closed last.
 """
@@ -67,6 +71,7 @@ from crowdmesh.roles.events import (
     HeadChanged,
     MempoolChanged,
     MiningModeSet,
+    MiningStopped,
 )
 from crowdmesh.roles.miner import MinerState, RoleContext
 
@@ -79,6 +84,7 @@ log = logging.getLogger("crowdmesh.node")
 p2p_log = logging.getLogger("crowdmesh.p2p")
 
 MAX_GENERATE = 10_000
+MAX_GENERATE_STALLS = 3  # stops without a block before generate fails (retries are RETRY_S apart)
 GOSSIP_BLOCK_LIMIT = MAX_GOSSIP_BYTES - 256  # room for the message envelope
 QUEUED_CODES = frozenset({"mempool-nonce-gap"})  # held in the ledger's gap buffer, not lost
 QUIET_CODES = QUEUED_CODES | {"mempool-duplicate"}
@@ -110,7 +116,9 @@ class Node:
         # why bounded: a node mining for months must not grow; generate needs ≤ MAX_GENERATE
         self._mined: deque[str] = deque(maxlen=MAX_GENERATE)
         self._mined_count = 0
-        self._mined_changed = trio.Event()
+        self._stalls = 0
+        self._stall_code = ""
+        self._mining_changed = trio.Event()  # a block mined or a search stopped
         self.net: Network
         self.sync: ChainSync
         self.runner: MiningRunner
@@ -137,7 +145,8 @@ class Node:
         self.sync = ChainSync(net, self.ledger.chain, self.ledger.genesis.chain_id,
                               self._import_from_peer,
                               self.store.group if self.store is not None else nullcontext)
-        self.runner = MiningRunner(nursery, self._template, self._on_mined)
+        self.runner = MiningRunner(nursery, self._template, self._on_mined,
+                                   on_stopped=self._on_search_stopped)
         self.fetcher = TxFetcher(net.open_sync, self.ledger.unknown_txids, self._accept_fetched,
                                  self._reject_fetched)
         self.executor = EffectExecutor(EffectPorts(
@@ -297,23 +306,43 @@ class Node:
             return self.ledger.template(parent, self.miner_address, _now())
         except ValidationError as exc:
             log_event(log, "mining-paused", logging.WARNING, code=exc.code)
+            self._stall_code = exc.code
             return None
+
+    def _on_search_stopped(self, parent: bytes) -> None:
+        self._search_stopped(parent, self._stall_code or "no-template")
+
+    def _search_stopped(self, parent: bytes, code: str) -> None:
+        """A search on ``parent`` ended without a block: tell the miner role, wake generate."""
+        if parent != self.ledger.chain.head_hash:
+            return  # why: the head moved on, and the new head has restarted the search
+        self._stalls += 1
+        self._stall_code = code
+        self._wake_generate()
+        self.deliver(MiningStopped(parent))
+
+    def _wake_generate(self) -> None:
+        self._mining_changed.set()
+        self._mining_changed = trio.Event()
 
     async def _on_mined(self, block: Block) -> None:
         try:
             result = self.ledger.import_block(block, _now())
         except ValidationError as exc:
             log_reject(log, exc.code, block=block.hash.hex(), source="miner")
+            self._search_stopped(block.header.parent, exc.code)
             return
         if result.status is not ImportStatus.CONNECTED:
-            return  # why: lost a race with a peer's block; the new head restarts mining
+            # usually a race lost to a peer's block (the new head restarts mining); if the
+            # head is still our parent, nothing would
+            self._search_stopped(block.header.parent, f"mined-block-{result.status.value}")
+            return
         log_event(log, "block-mined", height=block.height, hash=block.hash.hex(),
                   txs=len(block.txs))
         self._after_import(result, "miner")
         self._mined.append(block.hash.hex())
         self._mined_count += 1
-        self._mined_changed.set()
-        self._mined_changed = trio.Event()
+        self._wake_generate()
         self.deliver(BlockMined(block.hash, block.height))
         await self._publish_block(block.encode())
 
@@ -374,6 +403,7 @@ class Node:
         miner: MinerState = self._states[Role.MINER]
         return {
             "chain_id": self.ledger.genesis.chain_id, "height": chain.height,
+            "min_gas_price": self.ledger.genesis.min_gas_price,  # wallets price fees with it
             "head": chain.head_hash.hex(), "total_work": str(chain.total_work),
             "peer_id": self.net.peer_id, "addrs": self.net.addrs(),
             "peers": len(self.net.connected()), "peers_refused": self.net.refused,
@@ -439,14 +469,26 @@ class Node:
         return {"mining": mode}
 
     async def generate(self, n_blocks: int) -> list[str]:
-        """Mine ``n_blocks`` blocks now (any mode) and return their hashes."""
+        """Mine ``n_blocks`` blocks now (any mode) and return their hashes.
+
+        Raises:
+            UsageError: ``not-a-miner``; ``bad-generate-count``; ``mining-stalled`` when
+                :data:`MAX_GENERATE_STALLS` searches in a row ended without a block (the role
+                keeps retrying the blocks still asked for).
+        """
         self._need_miner()
         if not 0 < n_blocks <= MAX_GENERATE:
             raise UsageError("bad-generate-count", f"1..{MAX_GENERATE}")
-        start = self._mined_count
+        start = progress = self._mined_count
+        stalls = self._stalls
         self.deliver(GenerateRequested(n_blocks))
         while self._mined_count < start + n_blocks:
-            await self._mined_changed.wait()
+            await self._mining_changed.wait()
+            if self._mined_count > progress:
+                progress, stalls = self._mined_count, self._stalls
+            elif self._stalls - stalls >= MAX_GENERATE_STALLS:
+                raise UsageError("mining-stalled", f"{self._mined_count - start} of {n_blocks} "
+                                 f"blocks mined; the search keeps stopping: {self._stall_code}")
         newer = self._mined_count - start  # ours are the first n of the blocks mined since
         recent = list(self._mined)[-newer:]
         return recent[:n_blocks]

@@ -1,15 +1,18 @@
 """``crowdmesh daemon``: one trio nursery holding the control server, signal watcher and node.
 
 Rule 1 (order): logging → signal watcher → control socket (answers ``-28`` at once) → node.
-``READY=1`` goes to systemd only after every ``nursery.start`` has returned and the node reports
-ready, and is sent exactly once.
+``READY=1`` goes to systemd exactly once, right after the last ``nursery.start`` has returned:
+``run_node`` calls ``task_status.started`` only once the node serves, so there is nothing to
+poll.
 Rule 2 (stop): SIGTERM/SIGINT or the ``stop`` RPC ask the node to stop; when ``run_node``
 returns the nursery is cancelled, the socket removed, and the process exits 0. If the node has
 not stopped after :data:`STOP_GRACE_S` the whole nursery is cancelled (still exit 0).
 Rule 3 (reload): SIGHUP re-reads the config file and applies the fields in
 ``config.RELOADABLE`` (log level, mining mode, bootstrap peers); other changes are logged as
 needing a restart.
-A bad file on reload is logged and ignored: a running daemon never dies from a reload.
+A bad file, or a change the node refuses (e.g. mining without the miner role, which needs a
+restart), is logged as ``reload-failed`` with its code and the old config is kept; ``READY=1``
+follows either way: a running daemon never dies from a reload.
 Rule 4: anything but a ``CrowdmeshError`` is a bug and propagates out of the nursery.
 """
 
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["STOP_GRACE_S", "run_daemon"]
 
 STOP_GRACE_S: Final = 4.0
-READY_POLL_S: Final = 0.05
 log = logging.getLogger("crowdmesh.daemon")
 
 
@@ -83,24 +85,31 @@ class _Daemon:
         sd_notify("RELOADING=1")
         try:
             new = load_config(self.config_path)
+            self.apply(new)
         except CrowdmeshError as exc:
             log_event(log, "reload-failed", logging.ERROR, code=exc.code, detail=exc.detail)
-            sd_notify("READY=1")
-            return
-        changed = [f.name for f in fields(NodeConfig)
-                   if f.compare and getattr(new, f.name) != getattr(self.cfg, f.name)]
-        if new.log_level != self.cfg.log_level:
-            set_level(new.log_level)
+        else:
+            changed = [f.name for f in fields(NodeConfig)
+                       if f.compare and getattr(new, f.name) != getattr(self.cfg, f.name)]
+            pending = sorted(set(changed) - RELOADABLE)
+            self.cfg = new
+            log_event(log, "config-reloaded", changed=",".join(changed) or "-",
+                      restart_needed=",".join(pending) or "-")
+        sd_notify("READY=1")
+
+    def apply(self, new: NodeConfig) -> None:
+        """Apply the reloadable fields of ``new`` that differ from the running config.
+
+        Raises:
+            CrowdmeshError: the node refused a change (e.g. ``not-a-miner``).
+        """
         node = self.slot.node
         if new.mining_mode != self.cfg.mining_mode and node is not None:
             node.set_mining(new.mining_mode)
         if new.bootstrap != self.cfg.bootstrap and isinstance(node, PeerControl):
             node.set_bootstrap(new.bootstrap)
-        pending = sorted(set(changed) - RELOADABLE)
-        self.cfg = new
-        log_event(log, "config-reloaded", changed=",".join(changed) or "-",
-                  restart_needed=",".join(pending) or "-")
-        sd_notify("READY=1")
+        if new.log_level != self.cfg.log_level:
+            set_level(new.log_level)  # last: it cannot fail, so a refused reload changes nothing
 
     async def run_node_task(self, task_status: TaskStatus[NodeControl]) -> None:
         from crowdmesh.daemon.node import run_node
@@ -111,9 +120,8 @@ class _Daemon:
         assert self.nursery is not None
         self.nursery.cancel_scope.cancel()  # the node is done: stop serving the socket too
 
-    async def notify_when_ready(self, node: NodeControl) -> None:
-        while not node.is_ready():
-            await trio.sleep(READY_POLL_S)
+    def notify_ready(self) -> None:
+        """Tell systemd the daemon serves (the node has started, so it is ready)."""
         log_event(log, "ready", socket=str(self.cfg.control_socket))
         sd_notify(f"READY=1\nSTATUS=serving on {self.cfg.control_socket}\nMAINPID={os.getpid()}")
 
@@ -123,7 +131,8 @@ async def run_daemon(cfg: NodeConfig, config_path: Path | None = None) -> None:
 
     Raises:
         CrowdmeshError: startup failed for an operator-fixable reason (socket in use, bad data
-            dir, bad genesis…); the CLI prints it and exits 1.
+            dir, bad genesis…); the CLI prints it and exits 78 (EX_CONFIG), which the systemd
+            units do not restart.
     """
     hub = EventHub()
     hub.bind()
@@ -143,5 +152,5 @@ async def run_daemon(cfg: NodeConfig, config_path: Path | None = None) -> None:
         await nursery.start(server.serve, cfg.control_socket)
         node: NodeControl = await nursery.start(daemon.run_node_task)
         daemon.slot.node = node
-        nursery.start_soon(daemon.notify_when_ready, node)
+        daemon.notify_ready()
     log_event(log, "stopped")

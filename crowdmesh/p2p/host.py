@@ -2,7 +2,10 @@
 
 Invariants:
 - The node key lives at ``<data_dir>/node_key`` (libp2p protobuf, mode 0600); the peer id is
-  therefore stable across restarts. It is separate from any account key.
+  therefore stable across restarts. It is separate from any account key. It is written to a
+  temporary file (0600), fsynced and renamed into place (then the directory is fsynced), so a
+  crash during the first start leaves either no key or a whole one; a key file that does not
+  parse is ``UsageError("bad-node-key")``, never a traceback.
 - Only Noise is offered for security (the py-libp2p default would also accept
   ``/plaintext/2.0.0``, see LIBP2P.md §1) and only yamux for multiplexing.
 - Every dial is bounded by a timeout and preceded by ``unblock_peer`` (py-libp2p keeps a 60 s
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,9 @@ from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.serialization import deserialize_private_key
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519
 from libp2p.custom_types import TProtocol
-from libp2p.identity_utils import load_identity, save_identity
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
@@ -58,15 +62,51 @@ RECHECK_S = 5.0
 
 
 def load_or_create_node_key(data_dir: Path) -> KeyPair:
-    """Load ``<data_dir>/node_key`` or create it (mode 0600) on first start."""
+    """Load ``<data_dir>/node_key`` or create it (mode 0600) on first start.
+
+    Raises:
+        UsageError: ``bad-node-key`` when the file exists but is not a libp2p private key.
+    """
     path = data_dir / NODE_KEY_FILE
     if path.exists():
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)  # why: a key readable by others is a leaked identity
-        return load_identity(path)
+        return _load_node_key(path)
     key_pair = create_new_key_pair()
-    save_identity(key_pair, path)
+    _write_atomically(path, key_pair.private_key.serialize())
     return key_pair
+
+
+def _load_node_key(path: Path) -> KeyPair:
+    try:
+        private = deserialize_private_key(path.read_bytes())
+        return KeyPair(private, private.get_public_key())
+    except Exception as exc:  # protobuf and the key classes raise many unrelated types
+        raise UsageError("bad-node-key", f"{path} is not a valid node key ({exc}); restore it "
+                         "from a backup, or delete it to start with a new peer id") from None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (mode 0600) so that a crash leaves the old state or all of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with suppress(FileNotFoundError):
+        tmp.unlink()  # left by a crash during an earlier first start
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)  # why: makes the rename itself durable
+    finally:
+        os.close(dir_fd)
 
 
 def make_host(key_pair: KeyPair) -> IHost:

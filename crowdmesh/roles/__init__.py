@@ -24,6 +24,8 @@ from crowdmesh.roles.events import (
     HeadChanged,
     MempoolChanged,
     MiningModeSet,
+    MiningRetryDue,
+    MiningStopped,
 )
 from crowdmesh.roles.miner import MinerState, RoleContext, wants_to_mine
 
@@ -42,6 +44,8 @@ __all__ = [
     "MineOn",
     "MinerState",
     "MiningModeSet",
+    "MiningRetryDue",
+    "MiningStopped",
     "PublishBlock",
     "PublishTx",
     "Role",

@@ -28,6 +28,8 @@ from crowdmesh.roles.events import (
     HeadChanged,
     MempoolChanged,
     MiningModeSet,
+    MiningRetryDue,
+    MiningStopped,
 )
 
 __all__ = ["DISPATCH", "Handler", "Role", "dispatch"]
@@ -53,6 +55,8 @@ DISPATCH: Mapping[str, tuple[Handler, frozenset[Role]]] = {
     GenerateRequested.TYPE: (miner.handle_generate_requested, _MINER),
     BlockMined.TYPE: (miner.handle_block_mined, _MINER),
     CompetingTipSeen.TYPE: (miner.handle_competing_tip_seen, _MINER),
+    MiningStopped.TYPE: (miner.handle_mining_stopped, _MINER),
+    MiningRetryDue.TYPE: (miner.handle_mining_retry_due, _MINER),
 }
 
 

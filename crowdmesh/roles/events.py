@@ -20,6 +20,8 @@ __all__ = [
     "MempoolChanged",
     "MiningMode",
     "MiningModeSet",
+    "MiningRetryDue",
+    "MiningStopped",
 ]
 
 MiningMode = Literal["off", "continuous", "on-demand"]
@@ -87,8 +89,24 @@ class CompetingTipSeen(Event):
     tip: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class MiningStopped(Event):
+    """The search on ``parent`` ended without a block joining the chain (no template could be
+    built, or the block it found was rejected); nothing will restart it by itself."""
+
+    TYPE: ClassVar[str] = "mining-stopped"
+    parent: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MiningRetryDue(Event):
+    """The pause after a :class:`MiningStopped` is over: mine again if still wanted."""
+
+    TYPE: ClassVar[str] = "mining-retry-due"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (HeadChanged, MempoolChanged, MiningModeSet, GenerateRequested, BlockMined,
-                CompetingTipSeen)
+                CompetingTipSeen, MiningStopped, MiningRetryDue)
 }

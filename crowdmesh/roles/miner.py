@@ -16,6 +16,11 @@ Invariants:
   mining that stops when the mempool is empty, nodes would otherwise stay on equal-work forks
   forever, and if every side mined, fast blocks would tie again and again (a livelock). The
   hash order is the same on every node, so exactly one side extends and the others follow.
+- A search that stops by itself (:class:`MiningStopped` on the parent we mine on) clears
+  ``mining_on``, and if mining is still wanted the miner asks for a :class:`MiningRetryDue`
+  after :data:`RETRY_S` seconds (``ScheduleAt``) and then mines on the head again: generate and
+  on-demand mining never stall, and a persistent failure retries at a bounded rate instead of
+  spinning. A stop for another parent (the head moved on meanwhile) changes nothing.
 - Handlers are sync, take ``(state, event, ctx)`` and return ``(new_state, effects)``; the state
   is immutable, so a handler that raises leaves the node's state unchanged.
 """
@@ -26,7 +31,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from crowdmesh.roles.effects import Effect, MineOn, StopMining
+from crowdmesh.roles.effects import Effect, MineOn, ScheduleAt, StopMining
 from crowdmesh.roles.events import (
     BlockMined,
     CompetingTipSeen,
@@ -36,11 +41,14 @@ from crowdmesh.roles.events import (
     MempoolChanged,
     MiningMode,
     MiningModeSet,
+    MiningRetryDue,
+    MiningStopped,
 )
 
 __all__ = [
     "GATHER_JITTER_MS",
     "GATHER_MS",
+    "RETRY_S",
     "MinerState",
     "RoleContext",
     "handle_block_mined",
@@ -49,6 +57,8 @@ __all__ = [
     "handle_head_changed",
     "handle_mempool_changed",
     "handle_mining_mode_set",
+    "handle_mining_retry_due",
+    "handle_mining_stopped",
     "wants_to_mine",
 ]
 
@@ -76,6 +86,7 @@ class MinerState:
 Result = tuple[MinerState, list[Effect]]
 GATHER_MS = 150
 GATHER_JITTER_MS = 150
+RETRY_S = 1
 _E = TypeVar("_E", bound=Event)
 
 # Whether each mode wants to mine, given "the mempool is non-empty".
@@ -150,3 +161,20 @@ def handle_competing_tip_seen(state: MinerState, event: Event, ctx: RoleContext)
     if state.mode == "off" or ev.height < state.height or state.head >= ev.tip:
         return state, []
     return _reconcile(replace(state, generate_left=max(state.generate_left, 1)))
+
+
+def handle_mining_stopped(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """Our search ended without a block: forget it, and retry after :data:`RETRY_S` if wanted."""
+    ev = _expect(event, MiningStopped)
+    if state.mining_on is None or ev.parent != state.mining_on:
+        return state, []  # a search we had already replaced (the head moved on)
+    state = replace(state, mining_on=None)
+    if not wants_to_mine(state):
+        return state, []
+    return state, [ScheduleAt(ctx.now + RETRY_S, MiningRetryDue())]
+
+
+def handle_mining_retry_due(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """Mine on the head again if still wanted and not already mining."""
+    _expect(event, MiningRetryDue)
+    return _reconcile(state)

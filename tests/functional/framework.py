@@ -13,6 +13,8 @@ Rules:
 - Knobs (environment): ``CROWDMESH_TEST_SEED`` (ports and chain id; logged at start),
   ``CROWDMESH_TIMEOUT_FACTOR`` (multiplies every wait), ``CROWDMESH_NOCLEANUP=1`` (keep data).
 - Data dirs live under a short ``/tmp/cmf-*`` path: Unix socket paths are capped at 107 bytes.
+- A daemon that cannot start exits 78 (``EX_CONFIG``) with one ``error: <code>: …`` line and no
+  traceback (``assert_start_raises_init_error``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import logging
 import os
 import random
 import shutil
+import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import trio
@@ -29,8 +33,16 @@ import trio
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.chain.tx import make_transaction
+from crowdmesh.daemon.cli import EXIT_CONFIG
+from crowdmesh.daemon.config import load_config, render_config
 from crowdmesh.daemon.keystore import Keystore
-from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
+from crowdmesh.daemon.testnet import (
+    NodeHandle,
+    Testnet,
+    TestnetSpec,
+    daemon_command,
+    init_testnet,
+)
 
 log = logging.getLogger("crowdmesh.functional")
 
@@ -57,6 +69,7 @@ class CrowdmeshTestFramework:
         self.root = Path(tempfile.mkdtemp(prefix="cmf-", dir="/tmp"))
         self.testnet: Testnet | None = None
         self.nonces: dict[str, int] = {}
+        self.min_gas_price: int | None = None
 
     def set_test_params(self) -> None:
         """Override to set ``num_nodes``, ``topology``, ``mining_mode``…"""
@@ -104,6 +117,25 @@ class CrowdmeshTestFramework:
         assert self.testnet is not None
         return self.testnet
 
+    async def assert_start_raises_init_error(self, config: Path, expected: str) -> str:
+        """Run a daemon on ``config``; it must exit 78 (EX_CONFIG) with ``expected`` in its
+        error line and no traceback. Returns its stderr."""
+        with trio.fail_after(60 * self.timeout_factor):
+            proc = await trio.run_process(daemon_command(config), capture_stderr=True,
+                                          stdin=subprocess.DEVNULL, check=False)
+        err = proc.stderr.decode(errors="replace")
+        ok = proc.returncode == EXIT_CONFIG and expected in err and "Traceback" not in err
+        assert ok, f"expected exit {EXIT_CONFIG} with {expected!r}, got {proc.returncode}: " \
+                   f"{err[-2000:]}"
+        return err
+
+    def config_with_socket(self, node: NodeHandle, name: str) -> Path:
+        """A copy of ``node``'s config that differs only in its control socket path."""
+        cfg = replace(load_config(node.config), control_socket=self.root / f"{name}.sock")
+        path = self.root / f"{name}.toml"
+        path.write_text(render_config(cfg))
+        return path
+
     def user_key(self, k: int):
         """The funded account key ``user<k>``."""
         return Keystore(self.root / "keys").load(f"user{k}", None)
@@ -115,8 +147,12 @@ class CrowdmeshTestFramework:
         if sender not in self.nonces:
             self.nonces[sender] = int((await node.rpc("balance", [sender]))["nonce"])
         chain_id = f"testnet-{self.seed}"
-        tx = make_transaction(key, chain_id, self.nonces[sender], TRANSFER,
-                              transfer_payload(dest.public, amount), 0)
+        if self.min_gas_price is None:
+            self.min_gas_price = int((await node.rpc("status"))["min_gas_price"])
+        payload = transfer_payload(dest.public, amount)
+        probe = make_transaction(key, chain_id, self.nonces[sender], TRANSFER, payload, 0)
+        tx = make_transaction(key, chain_id, self.nonces[sender], TRANSFER, payload,
+                              probe.intrinsic_gas * self.min_gas_price)  # the minimum fee
         self.nonces[sender] += 1
         result = await node.rpc("submit_tx", [tx.encode().hex()])
         assert result["txid"] == tx.txid.hex()

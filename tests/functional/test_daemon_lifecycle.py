@@ -3,9 +3,13 @@ sd_notify readiness, and a second daemon refused on the same data dir."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import trio
@@ -43,7 +47,8 @@ async def test_sigterm_stops_cleanly_and_restarts_where_it_was():
 
 
 class StopRpcReloadNotify(CrowdmeshTestFramework):
-    """The stop RPC, SIGHUP reload, READY=1 once via NOTIFY_SOCKET, data-dir exclusivity."""
+    """The stop RPC, SIGHUP reload (applied, and refused without dying), READY=1 once via
+    NOTIFY_SOCKET, and one daemon per socket and per data dir."""
 
     def set_test_params(self):
         self.num_nodes = 1
@@ -59,8 +64,13 @@ class StopRpcReloadNotify(CrowdmeshTestFramework):
         assert first.startswith("READY=1")
         assert (await node.rpc("ready"))["ready"] is True, "READY=1 only once serving"
 
-        # a second daemon on the same data dir / socket fails cleanly (exit 1, no traceback)
-        await node.assert_start_raises_init_error("error: control-socket-in-use:")
+        # a second daemon on the same socket fails cleanly (exit 78, no traceback)...
+        await self.assert_start_raises_init_error(node.config, "error: control-socket-in-use:")
+        # ...and so does one on the same data dir with a socket of its own: the store's lock
+        other = self.config_with_socket(node, "second")
+        await self.assert_start_raises_init_error(other, "error: datadir-locked:")
+        assert not (self.root / "second.sock").exists(), "the loser removes its socket"
+        assert (await node.rpc("ready"))["ready"] is True, "the first daemon is unharmed"
 
         # SIGHUP reloads the log level and the mining mode
         text = node.config.read_text()
@@ -72,6 +82,21 @@ class StopRpcReloadNotify(CrowdmeshTestFramework):
             msgs = [(await notify.recv(4096)).decode() for _ in range(2)]
         assert msgs == ["RELOADING=1", "READY=1"]
         assert (await node.rpc("status"))["mining"] == "off"
+
+        # a reload the daemon cannot apply is logged and the old config kept: it never dies
+        good = node.config.read_text()
+        bad_peer = "/ip4/127.0.0.1/tcp/1/p2p/1"  # passes a regex, not the network's parser
+        node.config.write_text(re.sub(r"(?m)^bootstrap = .*$", f'bootstrap = ["{bad_peer}"]',
+                                      good.replace('mode = "off"', 'mode = "continuous"')))
+        assert bad_peer in node.config.read_text()
+        node.process.send_signal(1)
+        await node.wait_for_log(["event=reload-failed", "code=bad-config",
+                                 "not a valid peer address"])
+        with trio.fail_after(10):
+            msgs = [(await notify.recv(4096)).decode() for _ in range(2)]
+        assert msgs == ["RELOADING=1", "READY=1"]
+        assert (await node.rpc("status"))["mining"] == "off", "the old config is kept"
+        node.config.write_text(good)
 
         # the stop RPC is a graceful stop too
         assert await node.rpc("stop") == {"stopping": True}
@@ -102,6 +127,21 @@ def test_bad_config_is_a_one_line_error_with_file_and_line(tmp_path):
     cfg.write_text('data_dir = "d"\n[mining]\nmode = "warp"\n')
     proc = subprocess.run([sys.executable, "-m", "crowdmesh.daemon.cli", "daemon", "--config",
                            str(cfg)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78
     assert proc.stderr == f"error: bad-config: {cfg}:3: mining.mode: must be one of " \
                           "['off', 'continuous', 'on-demand']\n"
+
+
+def test_a_startup_error_inside_the_running_daemon_exits_78(tmp_path):
+    """Errors raised once the nursery runs (here: genesis) arrive grouped; still one line, 78."""
+    d = tempfile.mkdtemp(prefix="cmg-", dir="/tmp")  # short: the control socket lives there
+    try:
+        cfg = Path(d) / "n.toml"
+        cfg.write_text('data_dir = "data"\ngenesis = "absent.json"\n')
+        proc = subprocess.run([sys.executable, "-m", "crowdmesh.daemon.cli", "daemon",
+                               "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert proc.returncode == 78, proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("error: genesis-unreadable:") and "Traceback" not in proc.stderr

@@ -154,3 +154,11 @@ def test_combined_log_keeps_tracebacks_with_their_event():
         "node1 ts=2026-01-01T00:00:01Z event=a", "node0 ts=2026-01-01T00:00:02Z event=b",
         "node0 Traceback", "node0   File x", "node1 ts=2026-01-01T00:00:03Z event=c",
     ]
+
+
+def test_daemon_config_errors_exit_78_with_one_line(tmp_path, capsys):
+    cfg = tmp_path / "n.toml"
+    cfg.write_text('data_dir = "d"\n[mining]\nmode = "warp"\n')
+    assert cli.main(["daemon", "--config", str(cfg)]) == 78 == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.startswith("error: bad-config:") and err.count("\n") == 1, err

@@ -59,6 +59,8 @@ def test_systemd_directories_are_the_defaults():
         ('data_dir = "d"\n[p2p]\nlisten = "/ip4/1.2.3.4/tcp/70000"\n', 3, "port"),
         ('data_dir = "d"\n[p2p]\nbootstrap = ["/ip4/1.2.3.4/tcp/7"]\n', 3, "/p2p/"),
         ('data_dir = "d"\n[p2p]\nbootstrap = "/ip4/1.2.3.4/tcp/7/p2p/Qm"\n', 3, "list"),
+        ('data_dir = "d"\n\n[p2p]\nbootstrap = ["/ip4/127.0.0.1/tcp/1/p2p/1"]\n', 4,
+         "not a valid peer address (bad-peer-addr"),
         ('data_dir = "d"\nroles = ["miner", "king"]\n', 2, "king"),
         ('data_dir = "d"\nlog_level = "loud"\n', 2, "log_level"),
         ('data_dir = "d"\n[mining]\nmode = "turbo"\n', 3, "mining.mode"),

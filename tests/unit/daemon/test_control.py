@@ -284,6 +284,50 @@ async def test_live_socket_is_not_stolen_and_stale_one_is_replaced(sock_dir, fak
     assert not path.exists()
 
 
+async def test_a_regular_file_at_the_socket_path_is_never_deleted(sock_dir):
+    path = sock_dir / "control.sock"
+    path.write_text("precious\n")  # a misconfigured [control] socket naming a real file
+    with pytest.raises(UsageError) as info:
+        await bind_control_socket(path)
+    assert info.value.code == "control-socket-not-a-socket"
+    assert str(path) in str(info.value)
+    assert path.read_text() == "precious\n"
+
+
+async def test_idle_clients_are_closed_so_they_cannot_lock_out_stop(sock_dir, fake_node):
+    async with serving(sock_dir, fake_node, max_clients=2, idle_timeout_s=0.3) as (
+        path, server, _
+    ):
+        idle = [await ControlClient.connect(path) for _ in range(2)]
+        with trio.fail_after(5):
+            while server.clients < 2:
+                await trio.sleep(0.01)
+        # all slots held by clients that never send a line: after the idle deadline the
+        # server closes them and a third client can still ask the daemon to stop
+        with trio.fail_after(5):
+            while server.clients:
+                await trio.sleep(0.01)
+        async with await ControlClient.connect(path) as c:
+            assert await c.call("stop") == {"stopping": True}
+        assert fake_node.stopped
+        for c in idle:
+            with trio.fail_after(5), pytest.raises(DaemonUnavailable):
+                await c.read_message()  # the server closed it
+            await c.aclose()
+
+
+async def test_a_subscribed_client_is_not_closed_for_idleness(sock_dir, fake_node):
+    async with connected(sock_dir, fake_node, idle_timeout_s=0.1) as (c, server, hub):
+        await c.call("subscribe", ["heads"])
+        await trio.sleep(0.5)  # five idle deadlines without a request line
+        assert server.clients == 1
+        hub.publish_nowait("heads", {"height": 4})
+        with trio.fail_after(5):
+            note = await c.read_message()
+        assert note["params"]["result"] == {"height": 4}
+        assert (await c.call("head"))["height"] == 3
+
+
 async def test_client_reports_missing_daemon(sock_dir):
     with pytest.raises(DaemonUnavailable) as info:
         await ControlClient.connect(sock_dir / "absent.sock")
@@ -304,12 +348,11 @@ async def test_client_vanishing_before_its_reply_does_not_hurt_the_server(sock_d
             await c.send_raw(b'{"jsonrpc":"2.0","id":1,"method":"generate","params":[1]}\n')
             await c.aclose()  # gone before the reply is written
         hub.publish_nowait("heads", {"height": 9})
-        await trio.sleep(0.5)
-        async with await ControlClient.connect(path) as c:
-            assert (await c.call("head"))["height"] == 3
-        with trio.fail_after(5):
+        with trio.fail_after(5):  # every vanished client and its subscription is cleaned up
             while server.clients or hub.subscriber_count():
                 await trio.sleep(0.01)
+        async with await ControlClient.connect(path) as c:
+            assert (await c.call("head"))["height"] == 3
 
 
 async def test_a_subscriber_that_stops_reading_is_dropped(sock_dir, fake_node, monkeypatch):

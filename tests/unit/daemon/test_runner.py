@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -14,6 +15,7 @@ import trio
 from crowdmesh.daemon import runner
 from crowdmesh.daemon.config import load_config
 from crowdmesh.daemon.rpc_client import ControlClient, RpcCallError
+from crowdmesh.errors import UsageError
 from tests.unit.daemon.conftest import FakeNode
 
 
@@ -53,11 +55,12 @@ def daemon_env(sock_dir, monkeypatch):
     nodes = []
 
     def install(node):
+        # like the real run_node: starting takes a while, and started() means serving
         async def fake_run_node(config, events, task_status=trio.TASK_STATUS_IGNORED):
             nodes.append(config)
-            task_status.started(node)
             await trio.sleep(0.2)
             node.ready = True
+            task_status.started(node)
             await node.stop_event.wait()
 
         monkeypatch.setattr("crowdmesh.daemon.node.run_node", fake_run_node)
@@ -88,6 +91,28 @@ async def wait_for_socket(path):
                 await trio.sleep(0.01)
 
 
+@asynccontextmanager
+async def running_daemon(cfg_path, node, install):
+    """run_daemon with ``node`` in a nursery; yields once it is ready (the client is closed)."""
+    install(node)
+    cfg = load_config(cfg_path)
+    async with trio.open_nursery() as n:
+        n.start_soon(runner.run_daemon, cfg, cfg_path)
+        client = await wait_for_socket(cfg.control_socket)
+        await client.wait_ready(5, poll_s=0.02)
+        await client.aclose()
+        yield cfg
+
+
+async def wait_notifications(sock, count):
+    got = []
+    with trio.fail_after(5):
+        while len(got) < count:
+            got += notifications(sock)
+            await trio.sleep(0.01)
+    return got
+
+
 async def test_warming_up_then_ready_then_stop_rpc(daemon_env):
     cfg_path, notify, install, _ = daemon_env
     node = SlowStartNode()
@@ -101,9 +126,8 @@ async def test_warming_up_then_ready_then_stop_rpc(daemon_env):
         assert info.value.rpc_code == -28
         assert not [m for m in notifications(notify) if m.startswith("READY=1")]
         await client.wait_ready(5, poll_s=0.02)
-        with trio.fail_after(5):
-            while not notifications(notify):
-                await trio.sleep(0.01)  # READY=1 is sent right after the node turns ready
+        sent = notifications(notify)  # READY=1 went out as the node started: no poll delay
+        assert len(sent) == 1 and sent[0].startswith("READY=1"), sent
         assert (await client.call("head"))["height"] == 3
         await client.call("stop")
         await client.aclose()
@@ -115,13 +139,7 @@ async def test_warming_up_then_ready_then_stop_rpc(daemon_env):
 async def test_sighup_reloads_and_sigterm_stops(daemon_env):
     cfg_path, notify, install, _ = daemon_env
     node = SlowStartNode()
-    install(node)
-    cfg = load_config(cfg_path)
-    async with trio.open_nursery() as n:
-        n.start_soon(runner.run_daemon, cfg, cfg_path)
-        client = await wait_for_socket(cfg.control_socket)
-        await client.wait_ready(5, poll_s=0.02)
-        await client.aclose()
+    async with running_daemon(cfg_path, node, install):
         peer = "/ip4/127.0.0.1/tcp/7351/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
         cfg_path.write_text(cfg_path.read_text().replace("on-demand", "continuous")
                             + f'[p2p]\nbootstrap = ["{peer}"]\n')
@@ -142,12 +160,35 @@ async def test_a_node_that_does_not_stop_is_cancelled_after_the_grace_period(
     cfg_path, _, install, _ = daemon_env
     monkeypatch.setattr(runner, "STOP_GRACE_S", 0.3)
     node = SlowStartNode(stubborn=True)
-    install(node)
-    cfg = load_config(cfg_path)
     with trio.fail_after(5):
-        async with trio.open_nursery() as n:
-            n.start_soon(runner.run_daemon, cfg, cfg_path)
-            client = await wait_for_socket(cfg.control_socket)
+        async with (running_daemon(cfg_path, node, install) as cfg,
+                    await ControlClient.connect(cfg.control_socket) as client):
             await client.call("stop")
-            await client.aclose()
     assert node.stopped and not node.stop_event.is_set()
+
+
+class NotAMinerNode(SlowStartNode):
+    def set_mining(self, mode):
+        raise UsageError("not-a-miner", 'add "miner" to roles in the config')
+
+
+async def test_a_reload_the_node_refuses_is_logged_and_the_daemon_keeps_serving(
+    daemon_env, caplog
+):
+    cfg_path, notify, install, _ = daemon_env
+    cfg_path.write_text('data_dir = "d"\n')
+    node = NotAMinerNode()
+    async with running_daemon(cfg_path, node, install) as cfg:
+        assert len(await wait_notifications(notify, 1)) == 1  # READY=1
+        # roles are not reloadable: the node refuses mining → must not kill the daemon
+        cfg_path.write_text('data_dir = "d"\nroles = ["miner"]\nlog_level = "debug"\n'
+                            '[mining]\nmode = "continuous"\n')
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert await wait_notifications(notify, 2) == ["RELOADING=1", "READY=1"]
+        async with await ControlClient.connect(cfg.control_socket) as client:
+            assert (await client.call("head"))["height"] == 3, "still serving after the reload"
+            failed = [r for r in caplog.records if r.getMessage() == "reload-failed"]
+            assert failed and failed[0].kv["code"] == "not-a-miner"
+            assert logging.getLogger().level != logging.DEBUG, "a refused reload changes nothing"
+            await client.call("stop")
+    assert node.stopped

@@ -17,6 +17,8 @@ REQUIRED = {
     "ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes",
     "Restart": "on-failure", "KillSignal": "SIGTERM", "RuntimeDirectoryMode": "0700",
     "StateDirectoryMode": "0700",
+    # the daemon's exit status for startup errors: without it a bad config restarts forever
+    "RestartPreventExitStatus": "78",
 }
 ANALYZE = shutil.which("systemd-analyze")
 

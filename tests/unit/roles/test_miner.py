@@ -21,14 +21,17 @@ from crowdmesh.roles import (
     MineOn,
     MinerState,
     MiningModeSet,
+    MiningRetryDue,
+    MiningStopped,
     Role,
     RoleContext,
+    ScheduleAt,
     StopMining,
     dispatch,
     wants_to_mine,
 )
 from crowdmesh.roles.events import Event
-from crowdmesh.roles.miner import GATHER_JITTER_MS, GATHER_MS
+from crowdmesh.roles.miner import GATHER_JITTER_MS, GATHER_MS, RETRY_S
 
 H0, H1 = b"\x00" * 32, b"\x01" * 32
 CTX = RoleContext(now=1_700_000_000)
@@ -104,6 +107,29 @@ def test_competing_tip_lower_hash_side_mines_one_more_block() -> None:
     assert effects == []
 
 
+def test_a_search_that_stops_by_itself_is_retried_so_generate_cannot_stall() -> None:
+    state, effects = run(MinerState(H0, 0), GenerateRequested(1))
+    assert effects == [MineOn(H0, 1)]
+    # the runner gave up on H0 (no template, or our block was rejected): without a report the
+    # role would think it is still mining on the head and never emit another MineOn
+    state, effects = run(state, MiningStopped(H0))
+    assert state.mining_on is None
+    assert effects == [ScheduleAt(CTX.now + RETRY_S, MiningRetryDue())]
+    state, effects = run(state, MiningRetryDue())
+    assert effects == [MineOn(H0, 1)] and state.mining_on == H0
+
+
+def test_a_stop_for_a_replaced_search_or_when_not_wanted_changes_nothing() -> None:
+    state, _ = run(MinerState(H0, 0, "continuous"), HeadChanged(H1, 1))
+    assert state.mining_on == H1
+    assert run(state, MiningStopped(H0)) == (state, [])  # the head moved on; H1 is searched
+    state, effects = run(MinerState(H0, 0, "on-demand", mempool_size=1), MiningStopped(H0))
+    assert effects == [] and state.mining_on is None  # was not mining on H0 at all
+    state, _ = run(MinerState(H0, 0), GenerateRequested(1), BlockMined(H1, 1))
+    assert state.mining_on is None
+    assert run(state, MiningRetryDue()) == (state, [])  # nothing wanted any more
+
+
 def test_block_mined_never_goes_negative() -> None:
     state, _ = run(MinerState(H0, 0, "continuous"), BlockMined(H1, 1))
     assert state.generate_left == 0
@@ -133,20 +159,32 @@ EVENTS = st.one_of(
     st.builds(GenerateRequested, st.integers(0, 3)),
     st.builds(BlockMined, st.just(H1), st.integers(0, 100)),
     st.builds(CompetingTipSeen, st.integers(0, 100), st.sampled_from([H0, H1])),
+    st.builds(MiningStopped, st.sampled_from([H0, H1, b"\x02" * 32])),
 )
 
 
 @given(st.lists(EVENTS, max_size=40))
 def test_invariant_mining_on_head_iff_wanted(events) -> None:
-    """After any event sequence: mining exactly when wanted, always on the current head, and
-    the effects replayed give the same mining target."""
-    state, effects = run(MinerState(H0, 0), *events)
+    """After any event sequence and a final retry: mining exactly when wanted, always on the
+    current head, and a model of the search runner driven by the effects (and by the stops it
+    reported itself) is searching on exactly ``mining_on``."""
+    states = {Role.MINER: MinerState(H0, 0)}
+    searching = None
+    for ev in [*events, MiningRetryDue()]:
+        if isinstance(ev, MiningStopped):
+            if ev.parent != searching:
+                continue  # the runner only reports a stop of the search it runs
+            searching = None
+        states, effects = dispatch(MINER, states, ev, CTX)
+        for eff in effects:
+            if isinstance(eff, MineOn):
+                searching = eff.parent
+            elif isinstance(eff, StopMining):
+                searching = None
+    state = states[Role.MINER]
     assert state.generate_left >= 0
     if wants_to_mine(state):
         assert state.mining_on == state.head
     else:
         assert state.mining_on is None
-    last = None
-    for eff in effects:
-        last = eff.parent if isinstance(eff, MineOn) else None
-    assert last == state.mining_on
+    assert searching == state.mining_on

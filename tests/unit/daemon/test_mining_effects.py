@@ -1,0 +1,86 @@
+"""The daemon side of the roles: a PoW search that stops by itself is reported (so the miner
+role can retry it), and effect executors log outside-input errors instead of crashing."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+
+from crowdmesh.chain import Block
+from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
+from crowdmesh.daemon.mining import MiningRunner
+from crowdmesh.errors import DecodeError, ValidationError
+from crowdmesh.roles.effects import PublishTx, SubmitTx
+
+Z, P = b"\x00" * 32, b"\x07" * 32
+
+
+async def _never_found(block: Block) -> None:
+    raise AssertionError("no template, no block")
+
+
+async def test_a_search_without_template_reports_its_parent_once() -> None:
+    stopped: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        runner = MiningRunner(nursery, lambda parent: None, _never_found,
+                              on_stopped=stopped.append)
+        runner.mine_on(P)
+        with trio.fail_after(5):
+            while not stopped:
+                await trio.sleep(0.01)
+        await trio.sleep(0.05)  # a second report would arrive within this window
+    assert stopped == [P] and not runner.active
+
+
+async def test_a_cancelled_search_is_not_reported() -> None:
+    stopped: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        runner = MiningRunner(nursery, lambda parent: None, _never_found,
+                              on_stopped=stopped.append)
+        runner.mine_on(P, gather_s=0.2)  # still gathering when stopped or replaced
+        runner.stop()
+        runner.mine_on(Z, gather_s=0.2)
+        runner.stop()
+        await trio.sleep(0.4)
+    assert stopped == []
+
+
+class _Ports:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+        self.calls = 0
+
+    async def fail(self, raw: bytes) -> None:
+        self.calls += 1
+        raise self.exc
+
+    def make(self) -> EffectPorts:
+        async def noop(raw: bytes) -> None:
+            return None
+
+        return EffectPorts(mine_on=lambda p, g: None, stop_mining=lambda: None,
+                           publish_block=noop, publish_tx=self.fail, submit_tx=self.fail,
+                           deliver=lambda e: None)
+
+
+async def test_submit_and_publish_errors_from_outside_input_are_logged_not_raised(caplog):
+    caplog.set_level(logging.INFO, logger="crowdmesh.node")
+    for exc in (ValidationError("bad-tx-sig", "signature does not verify"),
+                DecodeError("bad-tx-encoding", "truncated")):
+        ports = _Ports(exc)
+        async with trio.open_nursery() as nursery:
+            executor = EffectExecutor(ports.make(), nursery)
+            executor.run([SubmitTx(b"\x01"), PublishTx(b"\x02")])
+        assert ports.calls == 2
+        failed = {(r.kv["effect"], r.kv["code"]) for r in caplog.records
+                  if r.getMessage() == "effect-failed"}
+        assert {("submit-tx", exc.code), ("publish-tx", exc.code)} <= failed, caplog.text
+
+
+async def test_a_bug_in_an_effect_still_propagates():
+    ports = _Ports(RuntimeError("bug"))
+    with pytest.RaisesGroup(RuntimeError):
+        async with trio.open_nursery() as nursery:
+            EffectExecutor(ports.make(), nursery).run([SubmitTx(b"\x01")])
