@@ -7,12 +7,17 @@ Invariants:
   request and counts it; another holder's announcement asks again).
 - Each txid is wanted by at most one request at a time; the other peers that announced it are
   kept (at most :data:`MAX_SOURCES`) and asked, one by one, only if the current one does not
-  deliver it. At most :data:`MAX_WANTED` txids are tracked and :data:`MAX_IN_FLIGHT` requests
-  run at once, each bounded by :data:`FETCH_TIMEOUT_S` (stream open plus reply).
-- A peer that cannot serve what it announced (txids missing from the reply, I/O error, timeout,
-  refusal) is not penalised. A reply that is not what was asked is: an item that is not one of
-  the requested txids (or repeats one) costs ``sync-tx-mismatch``, an undecodable item its
-  decode code, a wrong reply type ``sync-bad-reply``; the whole reply is then dropped.
+  deliver it. At most :data:`MAX_WANTED` txids are tracked, at most
+  :data:`MAX_WANTED_PER_PEER` of them first announced by one peer (so announcing random txids
+  cannot crowd out everyone else), and :data:`MAX_IN_FLIGHT` requests run at once, each bounded
+  by :data:`FETCH_TIMEOUT_S` (stream open plus reply).
+- A peer that serves some of what it announced is not penalised for the rest (a tx may be
+  mined or evicted meanwhile), nor is one whose stream broke (it left). A peer that answers
+  (or times out, or refuses) with none of the txids it announced costs ``sync-tx-unserved``, a
+  small penalty: honest peers rarely do it, an announcer of made-up txids always does. A reply
+  that is not what was asked costs more: an item that is not one of the requested txids (or
+  repeats one) ``sync-tx-mismatch``, an undecodable item its decode code, a wrong reply type
+  ``sync-bad-reply``; the whole reply is then dropped.
 - Bodies that match go to ``accept(raws, peer)``, which validates and pools them exactly as
   gossiped transactions and re-announces them.
 """
@@ -32,7 +37,8 @@ from crowdmesh.errors import DecodeError, ProtocolViolation, ValidationError
 from crowdmesh.p2p.messages import MAX_TXIDS_PER_MESSAGE
 from crowdmesh.p2p.sync import SyncSession
 
-__all__ = ["FETCH_TIMEOUT_S", "MAX_IN_FLIGHT", "MISMATCH", "TxFetcher"]
+__all__ = ["FETCH_TIMEOUT_S", "MAX_IN_FLIGHT", "MAX_WANTED_PER_PEER", "MISMATCH", "UNSERVED",
+           "TxFetcher"]
 
 log = logging.getLogger("crowdmesh.sync")
 
@@ -40,10 +46,14 @@ FETCH_TIMEOUT_S = 10.0
 MAX_IN_FLIGHT = 4
 QUEUE_SIZE = 256
 MAX_WANTED = 4096
+MAX_WANTED_PER_PEER = 256
 MAX_SOURCES = 8
 MISMATCH = "sync-tx-mismatch"
-# Failures to serve, which honest peers have (a tx mined or evicted meanwhile, a peer leaving).
-NOT_SERVED = frozenset({"sync-io", "sync-eof", "sync-timeout", "sync-refused"})
+UNSERVED = "sync-tx-unserved"
+# The stream broke: the peer left, which honest peers do; nothing it sent was wrong.
+GONE = frozenset({"sync-io", "sync-eof"})
+# It answered without any of the txids it announced (or not in time, or refused).
+NOT_SERVED = frozenset({"sync-timeout", "sync-refused"})
 
 OpenSync = Callable[[ID], AbstractAsyncContextManager[SyncSession]]
 AcceptFn = Callable[[list[bytes], str], Awaitable[None]]
@@ -55,6 +65,7 @@ RejectFn = Callable[[str, str, str], None]
 class _Want:
     """One txid being fetched: who was asked, who else announced it."""
 
+    first: str
     asked: set[str] = field(default_factory=set)
     sources: list[str] = field(default_factory=list)
 
@@ -71,6 +82,7 @@ class TxFetcher:
         self._send, self._queue = trio.open_memory_channel[tuple[str, tuple[bytes, ...]]](
             QUEUE_SIZE)
         self._wanted: dict[bytes, _Want] = {}
+        self._per_peer: dict[str, int] = {}  # wants each peer announced first
         self.fetched = 0
         self.dropped = 0
 
@@ -87,12 +99,25 @@ class TxFetcher:
             if want is not None:
                 if peer not in want.asked and peer not in want.sources:
                     want.sources = [*want.sources, peer][:MAX_SOURCES]
-            elif len(self._wanted) < MAX_WANTED:
-                self._wanted[txid] = _Want()
+            elif len(self._wanted) < MAX_WANTED and self.wanted_from(peer) < MAX_WANTED_PER_PEER:
+                self._wanted[txid] = _Want(peer)
+                self._per_peer[peer] = self.wanted_from(peer) + 1
                 new.append(txid)
             else:
                 self.dropped += 1
         self._enqueue(peer, new)
+
+    def wanted_from(self, peer: str) -> int:
+        """How many tracked txids ``peer`` announced first."""
+        return self._per_peer.get(peer, 0)
+
+    def _forget(self, txid: bytes) -> None:
+        want = self._wanted.pop(txid, None)
+        if want is None:
+            return
+        left = self._per_peer.pop(want.first) - 1
+        if left:
+            self._per_peer[want.first] = left
 
     def _enqueue(self, peer: str, txids: list[bytes]) -> None:
         for i in range(0, len(txids), MAX_TXIDS_PER_MESSAGE):
@@ -107,7 +132,7 @@ class TxFetcher:
     def _give_up(self, txids: tuple[bytes, ...]) -> None:
         self.dropped += len(txids)
         for txid in txids:
-            self._wanted.pop(txid, None)
+            self._forget(txid)
 
     async def run(self) -> None:
         """Serve the request queue with :data:`MAX_IN_FLIGHT` workers, forever."""
@@ -123,7 +148,7 @@ class TxFetcher:
         """Ask ``peer`` for ``txids`` once; pass on what matches, ask others for the rest."""
         wanted = tuple(self._unknown(txids))  # a block or another peer may have brought some
         for txid in set(txids).difference(wanted):
-            self._wanted.pop(txid, None)
+            self._forget(txid)
         got = await self._request(peer, wanted) if wanted else []
         if got:
             self.fetched += len(got)
@@ -136,15 +161,18 @@ class TxFetcher:
             with trio.move_on_after(FETCH_TIMEOUT_S):
                 async with self._open_sync(ID.from_base58(peer)) as session:
                     raws = (await session.txs(wanted, FETCH_TIMEOUT_S)).txs
+            if not raws:
+                raise ProtocolViolation(UNSERVED, f"none of {len(wanted)} announced txids")
             delivered = _match(raws, wanted)
         except (ProtocolViolation, DecodeError, ValidationError) as exc:
-            if exc.code in NOT_SERVED:
+            if exc.code in GONE:
                 log.debug("tx fetch from %s failed: %s", peer, exc)
             else:
-                self._reject(peer, exc.code, exc.detail)
+                code = UNSERVED if exc.code in NOT_SERVED else exc.code
+                self._reject(peer, code, exc.detail)
             return []
         for txid in delivered:
-            self._wanted.pop(txid, None)
+            self._forget(txid)
         return list(raws)
 
     def _next_sources(self, missing: list[bytes]) -> None:
@@ -153,7 +181,7 @@ class TxFetcher:
         for txid in missing:
             want = self._wanted[txid]
             if not want.sources:
-                del self._wanted[txid]
+                self._forget(txid)
                 continue
             peer, want.sources = want.sources[0], want.sources[1:]
             by_peer.setdefault(peer, []).append(txid)

@@ -35,7 +35,7 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
-from crowdmesh.errors import DecodeError, ValidationError
+from crowdmesh.errors import CrowdmeshError, DecodeError, ValidationError
 from crowdmesh.p2p.messages import (
     MAX_GOSSIP_BYTES,
     BlockAnnounce,
@@ -241,6 +241,9 @@ class Gossip:
             self._check(self.decode(topic, msg.data))
         except (DecodeError, ValidationError) as exc:
             self.reject(forwarder.to_base58(), topic, exc.code, exc.detail)
+            return False
+        except CrowdmeshError as exc:  # a fault of ours must not kill pubsub; not the peer's
+            log.warning("validator failed on a message from %s: %s", forwarder, exc)
             return False
         return True
 

@@ -14,6 +14,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, get_type_hints
@@ -59,6 +60,12 @@ MAX_TX_ITEM_BYTES = 128 * 1024
 """Bound on one transaction in :class:`Txs`: above the chain's own cap (64 KiB payload plus
 fixed fields), which the chain decoder enforces exactly."""
 HASH_SIZE = 32
+MAX_HEIGHT = 2**48
+"""Largest height or start a message may carry: far above any real chain, and small enough that
+arithmetic on it (``start + count``, store keys) stays in range."""
+MAX_WORK_DIGITS = 80
+# why not str.isdigit: it accepts "²" and other Unicode digits that int() refuses
+_DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 class Message:
@@ -71,6 +78,10 @@ class Message:
 def _need(cond: bool, code: str, detail: str) -> None:
     if not cond:
         raise DecodeError(code, detail)
+
+
+def _check_height(value: int, what: str) -> None:
+    _need(0 <= value <= MAX_HEIGHT, "bad-msg-field", what)
 
 
 def _check_hashes(items: tuple[bytes, ...], cap: int) -> None:
@@ -166,9 +177,15 @@ class Status(Message):
     total_work: str
 
     def __post_init__(self) -> None:
-        _need(self.height >= 0, "bad-msg-field", "height")
+        _check_height(self.height, "height")
         _need(len(self.head) == HASH_SIZE, "bad-msg-hash", "head")
-        _need(self.total_work.isdigit() and len(self.total_work) <= 80, "bad-msg-field", "work")
+        _need(len(self.total_work) <= MAX_WORK_DIGITS
+              and _DECIMAL.fullmatch(self.total_work) is not None, "bad-msg-field", "work")
+
+    @property
+    def work(self) -> int:
+        """``total_work`` as an int (the constructor guarantees canonical ASCII decimal)."""
+        return int(self.total_work)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +197,7 @@ class GetHeaders(Message):
     count: int
 
     def __post_init__(self) -> None:
-        _need(self.start >= 0, "bad-msg-field", "start")
+        _check_height(self.start, "start")
         _need(0 < self.count <= MAX_HEADERS_PER_REQUEST, "bad-msg-count", "count")
 
 
@@ -193,7 +210,7 @@ class Headers(Message):
     headers: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
-        _need(self.start >= 0, "bad-msg-field", "start")
+        _check_height(self.start, "start")
         _check_items(self.headers, MAX_HEADERS_PER_REQUEST)
 
 

@@ -5,7 +5,10 @@ Invariants:
   down in the order LIBP2P.md §11 verified: unsubscribe and ``host.close()`` while pubsub still
   runs (shielded, bounded), then the pubsub and router services, then ``host.run()``.
 - Bootstrap peers are redialled forever with capped backoff (``host.maintain_peer``).
-- A peer whose score falls to the ban threshold is blacklisted in pubsub and disconnected.
+- Every reject, gossip or sync, goes through :meth:`Gossip.reject`: one place penalises, counts,
+  reports (``gossip-reject``, or ``sync-reject`` for the sync topic) and checks the ban, so a
+  peer whose score falls to the ban threshold is blacklisted in pubsub and disconnected
+  whichever protocol it misbehaved on.
 - A new peer that takes the connected count above ``max_peers`` is refused (disconnected,
   ``peer-refused`` instead of ``peer-up``) unless it is a maintained bootstrap peer; those are
   always kept, so our own bootstrap dials are never refused.
@@ -45,7 +48,7 @@ from crowdmesh.p2p.scoring import PeerScores
 from crowdmesh.p2p.sync import SYNC_PROTOCOL, SyncProvider, SyncServer, SyncSession
 from crowdmesh.p2p.sync import open_sync_session as _open_sync_session
 
-__all__ = ["EventFn", "Network", "NetworkConfig", "open_network"]
+__all__ = ["SYNC_TOPIC", "EventFn", "Network", "NetworkConfig", "open_network"]
 
 log = logging.getLogger("crowdmesh.p2p")
 
@@ -56,6 +59,8 @@ EventFn = Callable[[str, dict[str, Any]], None]
 peer-banned."""
 
 TOO_MANY_PEERS = "too-many-peers"
+SYNC_TOPIC = "sync"
+"""The ``topic`` of rejects for data received over sync (not a gossip topic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,15 +210,15 @@ async def open_network(
     holder: list[Network] = []
 
     def on_reject(peer: str, topic: str, code: str, detail: str) -> None:
-        on_event("gossip-reject", {"peer": peer, "topic": topic, "code": code,
-                                   "detail": detail, "score": round(scores.score(peer), 3)})
+        name = "sync-reject" if topic == SYNC_TOPIC else "gossip-reject"
+        on_event(name, {"peer": peer, "topic": topic, "code": code, "detail": detail,
+                        "score": round(scores.score(peer), 3)})
         if scores.is_banned(peer) and holder and peer not in holder[0].banned:
             on_event("peer-banned", {"peer": peer})
             holder[0].ban(peer)
 
     def on_bad_sync(peer: str, code: str, detail: str) -> None:
-        scores.penalize(peer, code)
-        on_event("sync-reject", {"peer": peer, "code": code, "detail": detail})
+        gossip.reject(peer, SYNC_TOPIC, code, detail)
 
     def on_peer(kind: str, pid: ID) -> None:
         fields: dict[str, Any] = {"peer": pid.to_base58()}

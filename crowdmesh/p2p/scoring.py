@@ -34,9 +34,9 @@ BAN_SCORE = -500.0
 HALF_LIFE_S = 600.0
 MAX_TRACKED_PEERS = 4096
 
-# Why these weights: forged signatures and bad PoW cost the sender nothing to mass-produce and
-# cost us CPU, so they weigh most; stale nonces and unknown parents also happen to honest peers
-# (races, reorgs), so they weigh least.
+# Why these weights: forged signatures, bad PoW and a wrong difficulty target cost the sender
+# nothing to mass-produce and cost us CPU, so they weigh most; stale nonces also happen to honest
+# peers (races, reorgs), so they weigh least.
 PENALTIES: dict[str, float] = {
     "oversize": 20.0,
     "bad-msgpack": 20.0,
@@ -46,21 +46,27 @@ PENALTIES: dict[str, float] = {
     "wrong-topic": 20.0,
     "bad-tx-sig": 40.0,
     "bad-block-pow": 40.0,
+    "bad-block-target": 40.0,
     "bad-chain-id": 20.0,
+    "bad-tx-chain-id": 20.0,
+    "bad-block-chain-id": 20.0,
     "bad-tx-nonce": 2.0,
     "mempool-duplicate": 0.0,
     "mempool-nonce-gap": 0.0,
     "mempool-conflict": 0.0,
     "mempool-full": 0.0,
     "mempool-sender-full": 0.0,
-    "orphan-block": 1.0,
     # A clock running ahead is not malice: the block is not marked invalid and is taken once
     # our clock catches up (Bitcoin does not punish time-too-new either).
     "bad-block-time-future": 0.0,
     "sync-bad-reply": 20.0,
+    "sync-oversize": 20.0,
     "sync-tx-mismatch": 20.0,
-    "sync-timeout": 5.0,
+    # Announced txids it then could not serve: cheap to fake (it ties up a fetch), but an
+    # honest peer can lose a transaction to a block or an eviction meanwhile.
+    "sync-tx-unserved": 2.0,
 }
+"""Penalty per reject code; every key is a code some module raises (a test greps for it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,12 @@ Invariants:
   the body is read, every request waits at most :data:`REQUEST_TIMEOUT_S` for its reply, and an
   inbound stream idle for :data:`IDLE_TIMEOUT_S` is closed.
 - The server answers one request at a time per stream, through one table from request type to
-  provider method; at most :data:`MAX_INBOUND_STREAMS` inbound streams are served at once.
+  provider method; at most :data:`MAX_INBOUND_STREAMS` inbound streams are served at once, and
+  at most :data:`MAX_STREAMS_PER_PEER` of them for one peer, so one peer cannot take every slot.
+- One request's work on the trio thread is bounded: headers are served from whole stored
+  blocks (the chain keeps no separate header record), so a reply carries at most
+  :data:`MAX_SERVED_HEADERS` headers; the client continues from where a short reply ends.
+- A provider that cannot serve a request (a crowdmesh error) answers ``SyncFailed(code)``.
 - The client accepts only the reply type its request expects; anything else is a
   ``ProtocolViolation`` with a stable code, which the caller counts against the peer.
 - Stream failures of every kind surface as ``ProtocolViolation("sync-io")``; the daemon never
@@ -30,7 +35,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 
-from crowdmesh.errors import DecodeError, ProtocolViolation
+from crowdmesh.errors import CrowdmeshError, DecodeError, ProtocolViolation
 from crowdmesh.p2p.messages import (
     MAX_SYNC_FRAME_BYTES,
     Blocks,
@@ -49,6 +54,8 @@ from crowdmesh.p2p.messages import (
 
 __all__ = [
     "IDLE_TIMEOUT_S",
+    "MAX_SERVED_HEADERS",
+    "MAX_STREAMS_PER_PEER",
     "REQUEST_TIMEOUT_S",
     "SYNC_PROTOCOL",
     "SyncProvider",
@@ -66,6 +73,9 @@ REQUEST_TIMEOUT_S = 15.0
 IDLE_TIMEOUT_S = 30.0
 OPEN_TIMEOUT_S = 5.0
 MAX_INBOUND_STREAMS = 32
+MAX_STREAMS_PER_PEER = 4
+MAX_SERVED_HEADERS = 128
+"""Headers per reply: each costs a whole-block read and decode (up to the block size cap)."""
 _LEN = struct.Struct(">I")
 
 _IO_ERRORS = (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResourceError, EOFError)
@@ -133,7 +143,9 @@ class SyncServer:
         self._provider = provider
         self._on_bad_peer = on_bad_peer
         self._active = 0
+        self._per_peer: dict[str, int] = {}
         self.served = 0
+        self.refused = 0
         # One table from request type to the provider call that answers it.
         self._handlers: dict[type[Message], Callable[[Message], Message]] = {
             GetStatus: lambda m: provider.sync_status(),
@@ -144,7 +156,7 @@ class SyncServer:
 
     def _headers(self, msg: Message) -> Message:
         assert isinstance(msg, GetHeaders)
-        return self._provider.sync_headers(msg.start, msg.count)
+        return self._provider.sync_headers(msg.start, min(msg.count, MAX_SERVED_HEADERS))
 
     def _blocks(self, msg: Message) -> Message:
         assert isinstance(msg, GetBlocks)
@@ -159,15 +171,24 @@ class SyncServer:
         handler = self._handlers.get(type(request))
         if handler is None:
             return SyncFailed("not-a-request")
-        return handler(request)
+        try:
+            return handler(request)
+        except CrowdmeshError as exc:  # e.g. a block pruned or reorged away meanwhile
+            return SyncFailed(exc.code)
+
+    def streams_of(self, peer: str) -> int:
+        """How many inbound streams of ``peer`` are being served now."""
+        return self._per_peer.get(peer, 0)
 
     async def handle_stream(self, stream: INetStream) -> None:
         """Stream handler: answer requests until EOF, idle timeout or a bad frame."""
         peer = _peer_of(stream)
-        if self._active >= MAX_INBOUND_STREAMS:
+        if self._active >= MAX_INBOUND_STREAMS or self.streams_of(peer) >= MAX_STREAMS_PER_PEER:
+            self.refused += 1
             await _close(stream)
             return
         self._active += 1
+        self._per_peer[peer] = self.streams_of(peer) + 1
         try:
             await self._serve(stream, peer)
         except (DecodeError, ProtocolViolation) as exc:
@@ -175,7 +196,13 @@ class SyncServer:
                 self._on_bad_peer(peer, exc.code, exc.detail)
         finally:
             self._active -= 1
+            self._release(peer)
             await _close(stream)
+
+    def _release(self, peer: str) -> None:
+        left = self._per_peer.pop(peer) - 1
+        if left:
+            self._per_peer[peer] = left
 
     async def _serve(self, stream: INetStream, peer: str) -> None:
         while True:

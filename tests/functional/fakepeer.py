@@ -2,11 +2,13 @@
 
 It speaks the same gossipsub (Noise, yamux, ``/meshsub/1.1.0``/``1.2.0``, strict signing,
 payload-hash ids) but installs no topic validators, so it can publish bytes that a crowdmesh
-node must reject. It also opens raw sync streams.
+node must reject. :meth:`FakePeer.raw_sync_stream` opens a raw ``/crowdmesh/sync/1.0.0`` stream
+on which a test writes whatever frames it likes (bad ones included).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import libp2p.pubsub.pubsub as ps_mod
 import multiaddr
 import trio
-from libp2p.abc import IHost
+from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
@@ -23,6 +25,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from crowdmesh.p2p.gossip import message_id, topic_name
 from crowdmesh.p2p.host import dial, make_host, parse_peer_addr
+from crowdmesh.p2p.sync import SYNC_PROTOCOL
 
 
 @dataclass
@@ -51,6 +54,18 @@ class FakePeer:
     async def publish_raw(self, kind: str, data: bytes) -> None:
         """Publish arbitrary bytes (our own pubsub does not validate them)."""
         await self.pubsub.publish(self.topic(kind), data)
+
+    @asynccontextmanager
+    async def raw_sync_stream(self, peer: ID | str) -> AsyncIterator[INetStream]:
+        """A raw sync stream to ``peer`` (opened within 5 s), closed on exit."""
+        pid = ID.from_base58(peer) if isinstance(peer, str) else peer
+        with trio.fail_after(5):
+            stream = await self.host.new_stream(pid, [SYNC_PROTOCOL])
+        try:
+            yield stream
+        finally:
+            with trio.move_on_after(1), contextlib.suppress(Exception):
+                await stream.close()
 
 
 @asynccontextmanager

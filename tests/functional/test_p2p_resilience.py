@@ -34,19 +34,30 @@ async def check_db(node: NodeHandle) -> subprocess.CompletedProcess[bytes]:
 
 async def test_sigkill_while_mining_and_importing_then_restart_check_db_resync() -> None:
     async with running_testnet(n=3, topology="line", mining_mode="off") as net:
-        miner, victim, _ = net.nodes
+        miner, victim, last = net.nodes
         await net.mine(miner, 5)
         await victim.rpc("set_mining", ["continuous"])  # mining, and importing miner's blocks
         async with trio.open_nursery() as nursery:
             nursery.start_soon(miner.rpc, "generate", [40])
             await wait_until(lambda: _height_at_least(victim, 15), 30, "victim to import")
+            before = await victim.rpc("head")  # reported, hence committed
             await victim.kill()
         assert (await miner.rpc("head"))["height"] >= 45
         done = await check_db(victim)
         assert done.returncode == 0, done.stdout + done.stderr
+        # why stop the others: a resync from them would hide a commit lost by the crash
+        for other in (miner, last):
+            await other.stop_node()
         await victim.start(net.nursery)
         await victim.wait_ready()
         await victim.rpc("set_mining", ["off"])
+        after = await victim.rpc("head")
+        assert after["height"] >= before["height"], (before, after)
+        assert (await victim.rpc("block", [before["hash"]]))["hash"] == before["hash"]
+        for other in (miner, last):
+            await other.start(net.nursery)
+            await other.wait_ready()
+        await net.wait_connected()
         head = await net.sync_blocks(timeout=60)
         assert head["height"] >= 45
         log.info("victim resynced to %s", head)

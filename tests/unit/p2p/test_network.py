@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,6 +21,7 @@ from crowdmesh.p2p.messages import (
     encode_message,
 )
 from crowdmesh.p2p.network import Network, NetworkConfig, open_network
+from crowdmesh.p2p.scoring import BAN_SCORE, PENALTIES
 from tests.functional.fakepeer import open_fake_peer
 
 CHAIN = "testchain"
@@ -194,3 +196,24 @@ async def test_set_bootstrap_adds_and_drops_maintained_peers(tmp_path: Path) -> 
             while c.host.get_id() not in b.connected():
                 await b.watch.wait_changed()
         assert set(b._maintainers) == {c.host.get_id()}
+
+
+async def test_a_peer_sending_only_bad_sync_requests_is_banned(tmp_path: Path) -> None:
+    events: list[tuple[str, dict]] = []
+    async with AsyncExitStack() as stack:
+        a = await start(stack, tmp_path, "a", events)
+        fake = await stack.enter_async_context(open_fake_peer(CHAIN))
+        await fake.connect(a.addrs()[0])
+        garbage = b"\x00\x00\x00\x03\xc1\xc1\xc1"  # a frame that is not msgpack
+        for _ in range(int(-BAN_SCORE / PENALTIES["bad-msgpack"]) + 1):
+            if fake.peer_id in a.banned:
+                break
+            with contextlib.suppress(Exception):  # the ban may reset the stream or connection
+                async with fake.raw_sync_stream(a.host.get_id()) as stream:
+                    await stream.write(garbage)
+                    with trio.fail_after(5):
+                        await stream.read(1)  # the server closes the stream after the reject
+        assert fake.peer_id in a.banned
+        names = [ev for ev, f in events if f.get("peer") == fake.peer_id]
+        assert "sync-reject" in names and names[-1] == "peer-banned"
+        assert a.gossip.counters.rejected["bad-msgpack"] == names.count("sync-reject")

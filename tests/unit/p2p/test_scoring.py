@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
+import crowdmesh
 from crowdmesh.p2p.scoring import (
     BAN_SCORE,
     HALF_LIFE_S,
@@ -81,3 +83,14 @@ def test_app_score_reaches_the_router_score() -> None:
     before = scorer.score(pid, ["t"])
     scores.penalize(pid.to_base58(), "bad-msgpack")
     assert scorer.score(pid, ["t"]) == before - PENALTIES["bad-msgpack"]
+
+
+def test_every_penalty_key_is_a_code_some_module_raises() -> None:
+    """The table cannot drift: each key appears as a string literal outside scoring.py."""
+    root = Path(crowdmesh.__file__).parent
+    sources = "\n".join(p.read_text() for p in root.rglob("*.py")
+                        if p.name != "scoring.py" or p.parent.name != "p2p")
+    dead = [code for code in PENALTIES if f'"{code}"' not in sources]
+    assert dead == []
+    for code in ("bad-tx-chain-id", "bad-block-chain-id", "bad-block-target", "bad-block-pow"):
+        assert PENALTIES[code] >= 20.0, code  # chain rejects of made-up data are not free
