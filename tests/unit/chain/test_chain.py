@@ -289,3 +289,17 @@ def test_invalid_pooled_orphan_is_reported_not_raised() -> None:
                                      late.hash: "bad-block-time-early"}
     assert result.connected == (b1, good) and chain.head_hash == good.hash
     assert chain.orphan_count() == 0
+
+
+def test_pooled_orphan_failing_for_now_can_be_imported_again() -> None:
+    chain = fresh_chain()
+    other = fresh_chain()
+    b1 = next_block(other)
+    other.import_block(b1, NOW)
+    ahead = next_block(other, now=NOW + 3 * 3600)  # beyond the 2-hour rule at NOW
+    assert chain.import_block(ahead, NOW).status is ImportStatus.ORPHAN
+    result = chain.import_block(b1, NOW)
+    assert dict(result.rejected) == {ahead.hash: "bad-block-time-future"}
+    assert not chain.has_block(ahead.hash) and chain.orphan_bytes() == 0
+    later = chain.import_block(ahead, NOW + 3 * 3600)  # not known, not cached as invalid
+    assert later.status is ImportStatus.CONNECTED and chain.head_hash == ahead.hash
