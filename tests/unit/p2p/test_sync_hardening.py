@@ -14,11 +14,16 @@ import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
 
 from crowdmesh.chain.block import MAX_TARGET, BlockHeader
 from crowdmesh.daemon.chainsync import ChainSync
 from crowdmesh.daemon.txfetch import MAX_WANTED_PER_PEER, UNSERVED, TxFetcher
 from crowdmesh.errors import DecodeError, NotFound
+from crowdmesh.p2p.gossip import TXS, Gossip
+from crowdmesh.p2p.host import make_host
 from crowdmesh.p2p.messages import (
     MAX_HEIGHT,
     MESSAGE_TYPES,
@@ -27,10 +32,12 @@ from crowdmesh.p2p.messages import (
     Headers,
     Status,
     SyncFailed,
+    TxGossip,
     Txs,
     decode_message,
     encode_message,
 )
+from crowdmesh.p2p.scoring import PeerScores
 from crowdmesh.p2p.sync import MAX_SERVED_HEADERS, MAX_STREAMS_PER_PEER, SyncServer
 
 CHAIN = "testchain"
@@ -175,8 +182,6 @@ PEER = "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"
 
 async def run_sync(session: LyingPeer, chain: Chain | None = None,
                    budget: float = 5.0, have: bool = True) -> tuple[Net, ChainSync]:
-    from libp2p.peer.id import ID
-
     net = Net(session)
     view = chain or Chain(3)
     if not have:
@@ -266,8 +271,6 @@ class Stream:
     """An inbound stream that sends nothing until closed."""
 
     def __init__(self, peer: str) -> None:
-        from libp2p.peer.id import ID
-
         self.muxed_conn = type("Conn", (), {"peer_id": ID.from_base58(peer)})()
         self.closed = trio.Event()
 
@@ -330,3 +333,15 @@ async def test_an_announcer_is_capped_and_one_serving_none_is_penalised() -> Non
     assert rejects == [(PEER, UNSERVED)]
     assert fetcher.wanted_from(PEER) == MAX_WANTED_PER_PEER - 64
     assert fetcher.wanted == MAX_WANTED_PER_PEER - 64 + 1
+
+
+def test_a_crowdmesh_error_of_ours_in_the_validator_drops_the_message_without_penalty() -> None:
+    def check(msg: Any) -> None:
+        raise NotFound("block-not-found", "a store race of ours")
+
+    rejects: list[str] = []
+    gossip = Gossip(make_host(create_new_key_pair()), CHAIN, PeerScores(lambda: 0.0), check,
+                    lambda p, t, code, d: rejects.append(code))
+    msg = rpc_pb2.Message(data=encode_message(TxGossip(b"tx")), topicIDs=[gossip.topics[TXS]])
+    assert gossip._validator(ID.from_base58(PEER), msg) is False
+    assert rejects == [] and gossip.scores.score(PEER) == 0
