@@ -109,7 +109,7 @@ class _Daemon:
         if new.bootstrap != self.cfg.bootstrap and isinstance(node, PeerControl):
             node.set_bootstrap(new.bootstrap)
         if new.log_level != self.cfg.log_level:
-            set_level(new.log_level)  # last: it cannot fail, so a refused reload changes nothing
+            set_level(new.log_level)  # last: it cannot fail, so a refused change keeps the level
 
     async def run_node_task(self, task_status: TaskStatus[NodeControl]) -> None:
         from crowdmesh.daemon.node import run_node
