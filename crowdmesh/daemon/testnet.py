@@ -42,6 +42,7 @@ from crowdmesh.chain.block import MAX_TARGET
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.api import JsonObj, MiningMode
+from crowdmesh.daemon.cli import EXIT_CONFIG
 from crowdmesh.daemon.config import MAX_SOCKET_PATH, NodeConfig, render_config
 from crowdmesh.daemon.keystore import Keystore
 from crowdmesh.daemon.rng import SystemRng
@@ -367,14 +368,16 @@ class NodeHandle:
                 raise self._fail("printed a traceback")
         return elapsed
 
-    async def assert_start_raises_init_error(self, expected: str) -> str:
-        """Run a second daemon on this config; it must exit 1 with ``expected`` in its one-line
-        error and no traceback. Returns its stderr."""
-        proc = await trio.run_process(daemon_command(self.config), capture_stderr=True,
+    async def assert_start_raises_init_error(self, expected: str,
+                                             config: Path | None = None) -> str:
+        """Run a second daemon on ``config`` (default: this node's); it must exit 78
+        (EX_CONFIG) with ``expected`` in its one-line error and no traceback. Returns stderr."""
+        proc = await trio.run_process(daemon_command(config or self.config), capture_stderr=True,
                                       stdin=subprocess.DEVNULL, check=False)
         err = proc.stderr.decode(errors="replace")
-        ok = proc.returncode == 1 and expected in err and "Traceback" not in err
-        assert ok, f"expected exit 1 with {expected!r}, got {proc.returncode}: {err[-2000:]}"
+        ok = proc.returncode == EXIT_CONFIG and expected in err and "Traceback" not in err
+        assert ok, f"expected exit {EXIT_CONFIG} with {expected!r}, got {proc.returncode}: " \
+                   f"{err[-2000:]}"
         return err
 
     async def kill(self) -> None:

@@ -23,7 +23,6 @@ import logging
 import os
 import random
 import shutil
-import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -33,14 +32,12 @@ import trio
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.chain.tx import make_transaction
-from crowdmesh.daemon.cli import EXIT_CONFIG
 from crowdmesh.daemon.config import load_config, render_config
 from crowdmesh.daemon.keystore import Keystore
 from crowdmesh.daemon.testnet import (
     NodeHandle,
     Testnet,
     TestnetSpec,
-    daemon_command,
     init_testnet,
 )
 
@@ -118,16 +115,9 @@ class CrowdmeshTestFramework:
         return self.testnet
 
     async def assert_start_raises_init_error(self, config: Path, expected: str) -> str:
-        """Run a daemon on ``config``; it must exit 78 (EX_CONFIG) with ``expected`` in its
-        error line and no traceback. Returns its stderr."""
+        """Run a daemon on ``config``; see ``NodeHandle.assert_start_raises_init_error``."""
         with trio.fail_after(60 * self.timeout_factor):
-            proc = await trio.run_process(daemon_command(config), capture_stderr=True,
-                                          stdin=subprocess.DEVNULL, check=False)
-        err = proc.stderr.decode(errors="replace")
-        ok = proc.returncode == EXIT_CONFIG and expected in err and "Traceback" not in err
-        assert ok, f"expected exit {EXIT_CONFIG} with {expected!r}, got {proc.returncode}: " \
-                   f"{err[-2000:]}"
-        return err
+            return await self.net.nodes[0].assert_start_raises_init_error(expected, config)
 
     def config_with_socket(self, node: NodeHandle, name: str) -> Path:
         """A copy of ``node``'s config that differs only in its control socket path."""
