@@ -41,7 +41,13 @@ from crowdmesh.chain.rules import MAX_FUTURE_SECONDS, Receipt
 from crowdmesh.chain.state import Account, State
 from crowdmesh.chain.store import MemoryStore, Store
 from crowdmesh.chain.store_sqlite import SqliteStore
-from crowdmesh.chain.tx import MAX_PAYLOAD_BYTES, MAX_TX_BYTES, Transaction, make_transaction
+from crowdmesh.chain.tx import (
+    MAX_PAYLOAD_BYTES,
+    MAX_TX_BYTES,
+    Transaction,
+    make_transaction,
+    minimum_fee,
+)
 
 __all__ = [
     "CONTRACTS",
@@ -81,6 +87,7 @@ __all__ = [
     "make_transaction",
     "merkle_root",
     "mine",
+    "minimum_fee",
     "register_key_payload",
     "registered_key",
     "reindex",

@@ -38,6 +38,7 @@ __all__ = [
     "Transaction",
     "decode_tx_fields",
     "make_transaction",
+    "minimum_fee",
     "payload_gas",
 ]
 
@@ -122,11 +123,16 @@ class Transaction:
     @property
     def intrinsic_gas(self) -> int:
         """Gas before storage: 21000 + calldata gas of the payload."""
-        return GAS_BASE + payload_gas(self.payload)
+        return GAS_BASE + payload_gas(self.payload)  # minimum_fee relies on this formula
 
     def gas(self, new_words: int = 0) -> int:
         """Ethereum-equivalent gas given ``new_words`` newly written 32-byte storage words."""
         return self.intrinsic_gas + GAS_STORAGE_WORD * new_words
+
+
+def minimum_fee(payload: bytes, min_gas_price: int) -> int:
+    """The lowest fee a transaction carrying ``payload`` may pay (``bad-tx-fee`` below it)."""
+    return (GAS_BASE + payload_gas(payload)) * min_gas_price
 
 
 def signing_message(chain_id: str, sender: bytes, nonce: int, kind: str, payload: bytes,

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
-from crowdmesh.chain.tx import make_transaction
+from crowdmesh.chain.tx import make_transaction, minimum_fee
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.keystore import Keystore
 from crowdmesh.daemon.rpc_client import ControlClient
@@ -71,12 +71,14 @@ async def _watch_heads(node: NodeHandle, arrivals: _Arrivals) -> None:
 async def _send_transfers(net: Testnet, users: Sequence[AccountKey], count: int,
                           rng: random.Random) -> None:
     chain_id = f"testnet-{net.spec.seed}"
+    gas_price = int((await net.nodes[0].rpc("status"))["min_gas_price"])
     nonces = {u.public: 0 for u in users}
     for _ in range(count):
         k, j = rng.sample(range(len(users)), 2)
         frm, to = users[k], users[j]
-        tx = make_transaction(frm, chain_id, nonces[frm.public], TRANSFER,
-                              transfer_payload(to.public, rng.randrange(1, 1000)), 0)
+        payload = transfer_payload(to.public, rng.randrange(1, 1000))
+        tx = make_transaction(frm, chain_id, nonces[frm.public], TRANSFER, payload,
+                              minimum_fee(payload, gas_price))
         nonces[frm.public] += 1
         # like a wallet, each account talks to one node (user k -> node k mod n)
         await net.nodes[k % len(net.nodes)].rpc("submit_tx", [tx.encode().hex()])

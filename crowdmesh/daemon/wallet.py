@@ -24,7 +24,7 @@ from rich.table import Table
 
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
-from crowdmesh.chain.tx import make_transaction
+from crowdmesh.chain.tx import make_transaction, minimum_fee
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.config import load_config
 from crowdmesh.daemon.keystore import Keystore
@@ -85,8 +85,7 @@ async def send_transfer(args: argparse.Namespace, rpc: Rpc) -> Any:
     payload = transfer_payload(to, args.amount)
     fee = args.fee
     if fee is None:
-        probe = make_transaction(key, chain_id, nonce, TRANSFER, payload, 0)
-        fee = probe.intrinsic_gas * int(status.get("min_gas_price", 0))
+        fee = minimum_fee(payload, int(status.get("min_gas_price", 0)))
     tx = make_transaction(key, chain_id, nonce, TRANSFER, payload, fee)
     result = await rpc(args, "submit_tx", [tx.encode().hex()])
     return {"txid": tx.txid.hex(), "nonce": nonce, "fee": fee, **(result or {})}

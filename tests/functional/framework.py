@@ -31,7 +31,7 @@ import trio
 
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
-from crowdmesh.chain.tx import make_transaction
+from crowdmesh.chain.tx import make_transaction, minimum_fee
 from crowdmesh.daemon.config import load_config, render_config
 from crowdmesh.daemon.keystore import Keystore
 from crowdmesh.daemon.testnet import (
@@ -140,9 +140,8 @@ class CrowdmeshTestFramework:
         if self.min_gas_price is None:
             self.min_gas_price = int((await node.rpc("status"))["min_gas_price"])
         payload = transfer_payload(dest.public, amount)
-        probe = make_transaction(key, chain_id, self.nonces[sender], TRANSFER, payload, 0)
         tx = make_transaction(key, chain_id, self.nonces[sender], TRANSFER, payload,
-                              probe.intrinsic_gas * self.min_gas_price)  # the minimum fee
+                              minimum_fee(payload, self.min_gas_price))
         self.nonces[sender] += 1
         result = await node.rpc("submit_tx", [tx.encode().hex()])
         assert result["txid"] == tx.txid.hex()

@@ -20,6 +20,7 @@ from crowdmesh.chain import (
     Transaction,
     make_transaction,
     merkle_root,
+    minimum_fee,
     register_key_payload,
     registered_key,
     transfer_payload,
@@ -131,13 +132,14 @@ def test_oversize_payload() -> None:
 
 
 def test_fee_below_minimum() -> None:
-    chain = fresh_chain(min_gas_price=1)
+    chain = fresh_chain(min_gas_price=3)
     payload = transfer_payload(ADDRS[1], 5)
-    tx = make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, 21000)  # gas is above 21000
+    least = minimum_fee(payload, 3)
+    assert least == 3 * make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, 0).intrinsic_gas
+    tx = make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, least - 1)
     assert pool_code(chain, tx) == "bad-tx-fee"
     assert reject_code(chain, raw_block(chain, (tx,))) == "bad-tx-fee"
-    Mempool(chain).add(make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload,
-                                        tx.intrinsic_gas))
+    Mempool(chain).add(make_transaction(KEYS[0], CHAIN_ID, 0, TRANSFER, payload, least))
 
 
 def test_unfunded_sender_cannot_write_state() -> None:
