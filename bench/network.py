@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crowdmesh.daemon.rpc_client import ControlClient
 from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
-from tests.functional.p2p_util import Wallet
+from crowdmesh.daemon.wallet import TestnetWallet
 
 TARGETS = {"propagation_p50_ms": ("<=", 100.0), "propagation_p95_ms": ("<=", 250.0),
            "tx_per_s": (">=", 200.0), "sync_blocks_per_s": (">=", 500.0),
@@ -113,9 +113,10 @@ async def settled(net: Testnet, sink: bytes, expected: int) -> bool:
 
 async def measure_throughput(net: Testnet, n_txs: int) -> float:
     """Transfers per second, submitted → mined on every node."""
-    wallet = Wallet(net.root)
-    for k, key in enumerate(wallet.keys):  # continue after earlier runs on this testnet
-        wallet.nonces[k] = (await net.nodes[0].rpc("balance", [key.public.hex()]))["nonce"]
+    wallet = TestnetWallet(net.root, net.spec.accounts)
+    wallet.continue_from([  # after earlier runs on this testnet
+        (await net.nodes[0].rpc("balance", [key.public.hex()]))["pending_nonce"]
+        for key in wallet.keys])
     sink = os.urandom(32)
     rng = random.Random(1)
     shares: list[list[str]] = [[] for _ in net.nodes]

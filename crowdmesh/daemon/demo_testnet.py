@@ -23,13 +23,10 @@ import trio
 from rich.console import Console
 from rich.table import Table
 
-from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
-from crowdmesh.chain.contracts.transfer import transfer_payload
-from crowdmesh.chain.tx import make_transaction, minimum_fee
 from crowdmesh.crypto.identity import AccountKey
-from crowdmesh.daemon.keystore import Keystore
 from crowdmesh.daemon.rpc_client import ControlClient
 from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
+from crowdmesh.daemon.wallet import TestnetWallet
 
 __all__ = ["main", "run_demo"]
 
@@ -68,18 +65,11 @@ async def _watch_heads(node: NodeHandle, arrivals: _Arrivals) -> None:
             arrivals.record(node.index, note["params"]["result"])
 
 
-async def _send_transfers(net: Testnet, users: Sequence[AccountKey], count: int,
+async def _send_transfers(net: Testnet, wallet: TestnetWallet, count: int,
                           rng: random.Random) -> None:
-    chain_id = f"testnet-{net.spec.seed}"
-    gas_price = int((await net.nodes[0].rpc("status"))["min_gas_price"])
-    nonces = {u.public: 0 for u in users}
     for _ in range(count):
-        k, j = rng.sample(range(len(users)), 2)
-        frm, to = users[k], users[j]
-        payload = transfer_payload(to.public, rng.randrange(1, 1000))
-        tx = make_transaction(frm, chain_id, nonces[frm.public], TRANSFER, payload,
-                              minimum_fee(payload, gas_price))
-        nonces[frm.public] += 1
+        k, j = rng.sample(range(len(wallet.keys)), 2)
+        tx = wallet.transfer(k, wallet.keys[j].public, rng.randrange(1, 1000))
         # like a wallet, each account talks to one node (user k -> node k mod n)
         await net.nodes[k % len(net.nodes)].rpc("submit_tx", [tx.encode().hex()])
         await trio.sleep(0.02)
@@ -135,7 +125,7 @@ async def run_demo(root: Path, n_nodes: int = 5, transfers: int = 40, seed: int 
     nodes = init_testnet(root, spec)
     console.rule(f"{n_nodes}-daemon testnet in {root}")
     console.print(f"ports {nodes[0].port}-{nodes[-1].port}, chain testnet-{seed}, line topology")
-    users = [Keystore(root / "keys").load(f"user{k}", None) for k in range(spec.accounts)]
+    wallet = TestnetWallet(root, spec.accounts)
     async with trio.open_nursery() as nursery:
         net = Testnet(root, nursery)
         started = time.monotonic()
@@ -147,13 +137,13 @@ async def run_demo(root: Path, n_nodes: int = 5, transfers: int = 40, seed: int 
             for node in net.nodes:
                 watchers.start_soon(_watch_heads, node, arrivals)
             console.rule(f"{transfers} transfers; each block as it reaches every node")
-            await _send_transfers(net, users, transfers, random.Random(seed))
+            await _send_transfers(net, wallet, transfers, random.Random(seed))
             await _wait_drained(net, timeout=120)
             watchers.cancel_scope.cancel()
         tip = await net.sync_blocks()
         console.print(f"every node at height {tip['height']} head {str(tip['hash'])[:16]}")
         await _blocks_table(net, int(tip["height"]), arrivals)
-        same = await _balances_table(net, users)
+        same = await _balances_table(net, wallet.keys)
         console.rule("stopping (SIGTERM)")
         times = await net.stop_all()
         console.print("stopped: " + ", ".join(f"{t:.2f} s" for t in times) + ", exit code 0")

@@ -24,14 +24,15 @@ from rich.table import Table
 
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
-from crowdmesh.chain.tx import make_transaction, minimum_fee
+from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.tx import Transaction, make_transaction, minimum_fee
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.config import load_config
 from crowdmesh.daemon.keystore import Keystore
 from crowdmesh.daemon.rng import SystemRng
 from crowdmesh.errors import UsageError
 
-__all__ = ["resolve_account", "run_keys", "send_transfer", "setup_keys_parser"]
+__all__ = ["TestnetWallet", "resolve_account", "run_keys", "send_transfer", "setup_keys_parser"]
 
 _HEX_ACCOUNT = re.compile(r"^[0-9a-fA-F]{64}$")
 Rpc = Callable[[argparse.Namespace, str, Any], Awaitable[Any]]
@@ -139,3 +140,30 @@ def run_keys(args: argparse.Namespace) -> int:
     else:
         Console().print(Table(title=f"no keys in {store.directory}"))
     return 0
+
+
+class TestnetWallet:
+    """A local testnet's funded ``user<k>`` accounts, signing transfers with nonces tracked
+    here and the genesis's minimum fee (the demo, the benchmarks and the functional tests)."""
+
+    __test__ = False  # not a pytest class despite the name
+
+    def __init__(self, root: Path, accounts: int) -> None:
+        genesis = Genesis.from_json((root / "genesis.json").read_text())
+        self.chain_id = genesis.chain_id
+        self.min_gas_price = genesis.min_gas_price
+        store = Keystore(root / "keys")
+        self.keys = [store.load(f"user{k}", None) for k in range(accounts)]
+        self.nonces = [0] * accounts
+
+    def continue_from(self, pending_nonces: list[int]) -> None:
+        """Carry on after transactions sent earlier (each account's ``pending_nonce``)."""
+        self.nonces = list(pending_nonces)
+
+    def transfer(self, sender: int, to: bytes, amount: int) -> Transaction:
+        """A signed transfer from ``user<sender>`` with its next nonce and the minimum fee."""
+        payload = transfer_payload(to, amount)
+        tx = make_transaction(self.keys[sender], self.chain_id, self.nonces[sender], TRANSFER,
+                              payload, minimum_fee(payload, self.min_gas_price))
+        self.nonces[sender] += 1
+        return tx

@@ -6,10 +6,12 @@ A test subclasses :class:`CrowdmeshTestFramework`, sets ``num_nodes`` etc. in
 with ``await MyTest().main()``.
 
 Rules:
-- Every daemon is a child of the framework's nursery: a failing or cancelled test kills them.
-- On success each node must stop within ``STOP_TIMEOUT_S`` of SIGTERM with exit code 0 and no
-  traceback (checked by ``stop_node``), and the data dir is removed. On failure the data dir is
-  kept, its path and the tail of the combined logs are printed.
+Tests that need no subclass use :func:`running_testnet` directly; ``main`` runs on it too, so
+both share one lifecycle:
+- Every daemon is a child of the testnet's nursery: a failing or cancelled test kills them.
+- On success each node must stop within :data:`SIGTERM_LIMIT_S` of SIGTERM with exit code 0 and
+  no traceback (checked by ``stop_node``), and the data dir is removed. On failure the data dir
+  is kept, its path and the tail of the combined logs are printed.
 - Knobs (environment): ``CROWDMESH_TEST_SEED`` (ports and chain id; logged at start),
   ``CROWDMESH_TIMEOUT_FACTOR`` (multiplies every wait), ``CROWDMESH_NOCLEANUP=1`` (keep data).
 - Data dirs live under a short ``/tmp/cmf-*`` path: Unix socket paths are capped at 107 bytes.
@@ -24,24 +26,72 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
-from crowdmesh.chain.contracts.transfer import transfer_payload
-from crowdmesh.chain.tx import make_transaction, minimum_fee
 from crowdmesh.daemon.config import load_config, render_config
-from crowdmesh.daemon.keystore import Keystore
-from crowdmesh.daemon.testnet import (
-    NodeHandle,
-    Testnet,
-    TestnetSpec,
-    init_testnet,
-)
+from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
 
 log = logging.getLogger("crowdmesh.functional")
+
+SIGTERM_LIMIT_S = 5.0  # issue: SIGTERM stops a daemon within 5 s
+
+
+@asynccontextmanager
+async def running_testnet(root: Path | None = None, *, start: bool = True,
+                          timeout_factor: float = 1.0, nocleanup: bool = False,
+                          **spec: Any) -> AsyncIterator[Testnet]:
+    """Init a testnet of ``TestnetSpec(**spec)`` in ``root`` (default: a fresh short /tmp dir),
+    start it unless ``start`` is false, and yield it. Afterwards every running daemon gets
+    SIGTERM and must stop within :data:`SIGTERM_LIMIT_S`, exit 0, no traceback."""
+    root = root or Path(tempfile.mkdtemp(prefix="cmf-", dir="/tmp"))
+    init_testnet(root, TestnetSpec(**spec))
+    net: Testnet | None = None
+    passed = False
+    try:
+        async with trio.open_nursery() as nursery:
+            net = Testnet(root, nursery, timeout_factor)
+            try:
+                if start:
+                    with trio.fail_after(90 * timeout_factor):
+                        await net.start_all()
+                yield net
+                stop_times = await net.stop_all()
+                assert max(stop_times, default=0.0) < SIGTERM_LIMIT_S, stop_times
+            finally:
+                nursery.cancel_scope.cancel()
+        passed = True
+    finally:
+        _finish(root, net, passed and not nocleanup)
+
+
+def _finish(root: Path, net: Testnet | None, remove: bool) -> None:
+    if remove:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    tail = net.combined_logs().splitlines()[-60:] if net else []
+    print(f"\n== data kept in {root}; last combined log lines:")
+    print("\n".join(tail))
+
+
+async def wait_until(pred: Callable[[], Awaitable[bool]], timeout: float, what: str,
+                     poll: float = 0.1) -> None:
+    """Poll async ``pred()`` until true; AssertionError naming ``what`` on timeout."""
+    with trio.move_on_after(timeout):
+        while not await pred():
+            await trio.sleep(poll)
+        return
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def balances(node: NodeHandle, accounts: list[bytes]) -> list[int]:
+    """Head balances of ``accounts`` on ``node``."""
+    return [(await node.rpc("balance", [a.hex()]))["balance"] for a in accounts]
 
 
 def _env_seed() -> int:
@@ -65,8 +115,6 @@ class CrowdmeshTestFramework:
         self.set_test_params()
         self.root = Path(tempfile.mkdtemp(prefix="cmf-", dir="/tmp"))
         self.testnet: Testnet | None = None
-        self.nonces: dict[str, int] = {}
-        self.min_gas_price: int | None = None
 
     def set_test_params(self) -> None:
         """Override to set ``num_nodes``, ``topology``, ``mining_mode``…"""
@@ -77,42 +125,26 @@ class CrowdmeshTestFramework:
 
     @property
     def nodes(self) -> list[NodeHandle]:
-        assert self.testnet is not None
-        return self.testnet.nodes
-
-    async def main(self) -> None:
-        """Set up, run ``run_test``, stop every node cleanly, clean up (or keep on failure)."""
-        log.info("seed=%d dir=%s (CROWDMESH_TEST_SEED=%d reproduces the ports and chain)",
-                 self.seed, self.root, self.seed)
-        spec = TestnetSpec(n=self.num_nodes, seed=self.seed, topology=self.topology,
-                           accounts=self.accounts, mining_mode=self.mining_mode)
-        init_testnet(self.root, spec)
-        passed = False
-        try:
-            async with trio.open_nursery() as nursery:
-                self.testnet = Testnet(self.root, nursery, self.timeout_factor)
-                if self.start_nodes:
-                    await self.testnet.start_all()
-                await self.run_test()
-                await self.testnet.stop_all()
-            passed = True
-        finally:
-            self._finish(passed)
-
-    def _finish(self, passed: bool) -> None:
-        if passed and not self.nocleanup:
-            shutil.rmtree(self.root, ignore_errors=True)
-            return
-        tail = self.testnet.combined_logs().splitlines()[-60:] if self.testnet else []
-        print(f"\n== data kept in {self.root} (seed {self.seed}); last combined log lines:")
-        print("\n".join(tail))
-
-    # ---- helpers ------------------------------------------------------------------------
+        return self.net.nodes
 
     @property
     def net(self) -> Testnet:
         assert self.testnet is not None
         return self.testnet
+
+    async def main(self) -> None:
+        """Set up, run ``run_test``, stop every node cleanly, clean up (or keep on failure)."""
+        log.info("seed=%d dir=%s (CROWDMESH_TEST_SEED=%d reproduces the ports and chain)",
+                 self.seed, self.root, self.seed)
+        async with running_testnet(
+            self.root, start=self.start_nodes, timeout_factor=self.timeout_factor,
+            nocleanup=self.nocleanup, n=self.num_nodes, seed=self.seed, topology=self.topology,
+            accounts=self.accounts, mining_mode=self.mining_mode,
+        ) as net:
+            self.testnet = net
+            await self.run_test()
+
+    # ---- helpers ------------------------------------------------------------------------
 
     async def assert_start_raises_init_error(self, config: Path, expected: str) -> str:
         """Run a daemon on ``config``; see ``NodeHandle.assert_start_raises_init_error``."""
@@ -125,24 +157,3 @@ class CrowdmeshTestFramework:
         path = self.root / f"{name}.toml"
         path.write_text(render_config(cfg))
         return path
-
-    def user_key(self, k: int):
-        """The funded account key ``user<k>``."""
-        return Keystore(self.root / "keys").load(f"user{k}", None)
-
-    async def transfer(self, node: NodeHandle, frm: int, to: int, amount: int) -> str:
-        """Sign a transfer user<frm> → user<to> (nonces tracked here) and submit it to ``node``."""
-        key, dest = self.user_key(frm), self.user_key(to)
-        sender = key.public.hex()
-        if sender not in self.nonces:
-            self.nonces[sender] = int((await node.rpc("balance", [sender]))["nonce"])
-        chain_id = f"testnet-{self.seed}"
-        if self.min_gas_price is None:
-            self.min_gas_price = int((await node.rpc("status"))["min_gas_price"])
-        payload = transfer_payload(dest.public, amount)
-        tx = make_transaction(key, chain_id, self.nonces[sender], TRANSFER, payload,
-                              minimum_fee(payload, self.min_gas_price))
-        self.nonces[sender] += 1
-        result = await node.rpc("submit_tx", [tx.encode().hex()])
-        assert result["txid"] == tx.txid.hex()
-        return result["txid"]

@@ -10,9 +10,10 @@ import pytest
 import trio
 
 from crowdmesh.chain import Block, BlockHeader, Transaction
+from crowdmesh.daemon.wallet import TestnetWallet
 from crowdmesh.p2p.messages import NewBlock, TxGossip, encode_message
 from tests.functional.fakepeer import open_fake_peer
-from tests.functional.p2p_util import Wallet, log, running_testnet, wait_until
+from tests.functional.framework import log, running_testnet, wait_until
 
 pytestmark = pytest.mark.functional
 
@@ -36,7 +37,7 @@ def forged(tx: Transaction) -> bytes:
 async def test_bad_gossip_is_rejected_with_codes_and_lowers_score() -> None:
     async with running_testnet(n=2, mining_mode="off") as net:
         victim, bystander = net.nodes
-        wallet = Wallet(net.root)
+        wallet = TestnetWallet(net.root, net.spec.accounts)
         genesis = {**await victim.rpc("block", [0]), "chain_id": wallet.chain_id}
         spent = wallet.transfer(0, b"\x02" * 32, 5)
         await victim.rpc("submit_tx", [spent.encode().hex()])

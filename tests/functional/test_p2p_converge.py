@@ -8,8 +8,8 @@ import pytest
 import trio
 
 from crowdmesh.daemon.testnet import Testnet
-from tests.functional.p2p_util import (
-    Wallet,
+from crowdmesh.daemon.wallet import TestnetWallet
+from tests.functional.framework import (
     balances,
     log,
     running_testnet,
@@ -39,7 +39,7 @@ async def test_five_daemons_500_transfers_mined_once_same_head_and_balances() ->
                 return len(await node.rpc("peers")) >= 1
             await wait_until(has_peer, 20, f"{node} to connect to a peer")
 
-        wallet = Wallet(net.root)
+        wallet = TestnetWallet(net.root, net.spec.accounts)
         sink = bytes(range(32))
         txids = []
         sent = {}

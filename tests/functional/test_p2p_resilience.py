@@ -7,17 +7,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import trio
 
 from crowdmesh.daemon.rpc_client import RpcCallError
-from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
-from tests.functional.p2p_util import (
-    Wallet,
+from crowdmesh.daemon.testnet import NodeHandle
+from crowdmesh.daemon.wallet import TestnetWallet
+from tests.functional.framework import (
     balances,
-    fresh_testnet_dir,
     log,
     running_testnet,
     wait_until,
@@ -69,7 +67,7 @@ async def _height_at_least(node: NodeHandle, height: int) -> bool:
 
 async def test_split_mine_both_sides_join_heaviest_wins_and_losing_txs_are_mined() -> None:
     async with running_testnet(n=4, topology="line", mining_mode="off") as net:
-        wallet = Wallet(net.root)
+        wallet = TestnetWallet(net.root, net.spec.accounts)
         await net.mine(net.nodes[0], 2)
         await net.split([[0, 1], [2, 3]])
         left, right = net.nodes[:2], net.nodes[2:]
@@ -105,31 +103,20 @@ async def test_split_mine_both_sides_join_heaviest_wins_and_losing_txs_are_mined
 
 
 async def test_node_started_after_1000_blocks_syncs_them() -> None:
-    with fresh_testnet_dir() as root:
-        await _late_joiner(root)
-
-
-async def _late_joiner(root: Path) -> None:
-    init_testnet(root, TestnetSpec(n=2, seed=11, topology="line", mining_mode="off",
-                                   difficulty_bits=4))
-    async with trio.open_nursery() as nursery:
-        net = Testnet(root, nursery)
+    async with running_testnet(start=False, n=2, seed=11, topology="line", mining_mode="off",
+                               difficulty_bits=4) as net:
         first, late = net.nodes
-        try:
-            await first.start(nursery)
-            await first.wait_ready()
-            for _ in range(4):
-                await first.rpc("generate", [250])
-            tip = await first.rpc("head")
-            assert tip["height"] == 1000
-            started = time.monotonic()
-            await late.start(nursery)
-            await late.wait_ready()
-            head = await net.sync_blocks(timeout=120)
-            elapsed = time.monotonic() - started
-            assert head["hash"] == tip["hash"]
-            log.info("late joiner synced 1000 blocks in %.1f s (incl. start-up)", elapsed)
-            await late.wait_for_log(["event=sync-started", "event=sync-finished"], timeout=10)
-            await net.stop_all()
-        finally:
-            nursery.cancel_scope.cancel()
+        await first.start(net.nursery)
+        await first.wait_ready()
+        for _ in range(4):
+            await first.rpc("generate", [250])
+        tip = await first.rpc("head")
+        assert tip["height"] == 1000
+        started = time.monotonic()
+        await late.start(net.nursery)
+        await late.wait_ready()
+        head = await net.sync_blocks(timeout=120)
+        elapsed = time.monotonic() - started
+        assert head["hash"] == tip["hash"]
+        log.info("late joiner synced 1000 blocks in %.1f s (incl. start-up)", elapsed)
+        await late.wait_for_log(["event=sync-started", "event=sync-finished"], timeout=10)
