@@ -64,13 +64,17 @@ async def test_new_head_restarts_the_search() -> None:
     async with trio.open_nursery() as nursery:
         runner = MiningRunner(nursery, template, on_found, batch=1000)
         runner.mine_on(b"\x01" * 32)
-        await trio.sleep(0)
+        with trio.fail_after(5):
+            while not parents:  # the first search is running
+                await trio.sleep(0.01)
         runner.mine_on(b"\x02" * 32)
         with trio.fail_after(5):
-            while len(parents) < 2:
+            while len(parents) < 2 or len(nursery.child_tasks) > 1:
                 await trio.sleep(0.01)
+        # only the second search is left: the first was cancelled, not left running beside it
+        assert len(nursery.child_tasks) == 1 and runner.active
         runner.stop()
-    assert parents[-1] == b"\x02" * 32 and runner.stats.searches == 2
+    assert parents == [b"\x01" * 32, b"\x02" * 32] and runner.stats.searches == 2
 
 
 async def test_executor_table_covers_every_effect() -> None:
