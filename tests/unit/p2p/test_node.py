@@ -66,6 +66,19 @@ async def node_running(tmp: Path, name: str, genesis: Path, bootstrap: tuple[str
             node.request_stop()
 
 
+@asynccontextmanager
+async def meshed_pair(tmp: Path, keys: list[AccountKey]):
+    """Nodes ``a`` and ``b`` (b bootstraps from a) on a genesis funding ``keys``, meshed on the
+    blocks topic."""
+    gpath = tmp / "genesis.json"
+    write_genesis(gpath, keys)
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(node_running(tmp, "a", gpath))
+        b = await stack.enter_async_context(node_running(tmp, "b", gpath, (a.net.addrs()[0],)))
+        await b.net.gossip.wait_for_mesh(a.net.host.get_id(), "blocks")
+        yield a, b
+
+
 async def wait_height(node: Node, height: int, timeout: float = 30.0) -> None:
     with trio.fail_after(timeout):
         while node.ledger.chain.height < height:
@@ -74,13 +87,7 @@ async def wait_height(node: Node, height: int, timeout: float = 30.0) -> None:
 
 async def test_generate_gossip_and_late_joiner_sync(tmp_path: Path) -> None:
     keys = funded_keys(2)
-    gpath = tmp_path / "genesis.json"
-    write_genesis(gpath, keys)
-    async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
-        b = await stack.enter_async_context(
-            node_running(tmp_path, "b", gpath, (a.net.addrs()[0],)))
-        await b.net.gossip.wait_for_mesh(a.net.host.get_id(), "blocks")
+    async with meshed_pair(tmp_path, keys) as (a, b):
         hashes = await a.generate(3)
         assert len(hashes) == 3
         await wait_height(b, 3)
@@ -101,11 +108,11 @@ async def test_generate_gossip_and_late_joiner_sync(tmp_path: Path) -> None:
         a.set_mining("off")
 
         await a.generate(40)
-        c = await stack.enter_async_context(
-            node_running(tmp_path, "c", gpath, (b.net.addrs()[0],)))
-        await wait_height(c, a.ledger.chain.height)
-        assert c.ledger.chain.head_hash == a.ledger.chain.head_hash
-        assert c.balance(keys[1].public.hex())["balance"] == 10**12 + 5
+        late = node_running(tmp_path, "c", tmp_path / "genesis.json", (b.net.addrs()[0],))
+        async with late as c:
+            await wait_height(c, a.ledger.chain.height)
+            assert c.ledger.chain.head_hash == a.ledger.chain.head_hash
+            assert c.balance(keys[1].public.hex())["balance"] == 10**12 + 5
 
 
 async def test_split_mine_both_sides_join_reorgs_and_remines_losing_txs(tmp_path: Path) -> None:
@@ -138,13 +145,7 @@ async def test_split_mine_both_sides_join_reorgs_and_remines_losing_txs(tmp_path
 
 async def test_block_over_the_gossip_cap_is_announced_and_fetched_by_sync(tmp_path: Path) -> None:
     keys = funded_keys(9)
-    gpath = tmp_path / "genesis.json"
-    write_genesis(gpath, keys)
-    async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(node_running(tmp_path, "a", gpath))
-        b = await stack.enter_async_context(
-            node_running(tmp_path, "b", gpath, (a.net.addrs()[0],)))
-        await b.net.gossip.wait_for_mesh(a.net.host.get_id(), "blocks")
+    async with meshed_pair(tmp_path, keys) as (a, b):
         for sender in keys[:8]:
             for nonce in range(60):
                 t = make_transaction(sender, CHAIN, nonce, "transfer",
