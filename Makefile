@@ -17,15 +17,15 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m crowdmesh.daemon.demo_testnet
+	$(BIN)/python -m crowdmesh.daemon.client.cli_demo_testnet
 
 demo-crypto: $(STAMP)
-	$(BIN)/python -m crowdmesh.daemon.demo
+	$(BIN)/python -m crowdmesh.daemon.client.cli_demo
 
 check: $(STAMP)
 	$(BIN)/ruff check crowdmesh tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -q tests/unit/test_purity.py
+	$(BIN)/pytest -q tests/unit/test_purity.py tests/unit/test_imports.py
 
 test: check
 	$(BIN)/pytest -q -p no:cacheprovider

@@ -42,9 +42,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crowdmesh.daemon.rpc_client import ControlClient
-from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
-from crowdmesh.daemon.wallet import TestnetWallet
+from crowdmesh.daemon.client.harness import NodeHandle, Testnet
+from crowdmesh.daemon.client.rpc import ControlClient
+from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
+from crowdmesh.daemon.client.wallet import TestnetWallet
 
 TARGETS = {"propagation_p50_ms": ("<=", 100.0), "propagation_p95_ms": ("<=", 250.0),
            "tx_per_s": (">=", 200.0), "sync_blocks_per_s": (">=", 500.0),

@@ -3,9 +3,13 @@
 Invariants (py-evm style: a library over an injected :class:`Store`, no I/O of its own):
 - The head is always the known, fully valid block with the most cumulative work; among equal
   work the current head stays, otherwise the first seen wins.
-- Every head change (extend or reorg: blocks, index entries, undo records, tx index, state and
-  the head pointer) is written in ONE ``store.write_batch``, so a crash leaves either the old or
-  the new head, never a mix. Nothing is written before the new chain fully validated.
+- Every head change (extend or reorg: blocks, index entries, undo records, tx index, receipts,
+  state and the head pointer) is written in ONE ``store.write_batch``, so a crash leaves either
+  the old or the new head, never a mix, and never a connected block without its receipts.
+  Nothing is written before the new chain fully validated.
+- Receipts stay stored when their block is disconnected (they are a function of the block and
+  its parent state); reconnecting rewrites the same bytes. Read queries are in
+  :class:`~crowdmesh.chain.queries.ChainQueries`, which ``Chain`` inherits.
 - Blocks that lose fork choice are stored with status HEADER_VALID (header and stateless body
   checked); their transactions and state root are checked only if they ever become best.
 - A block that fails is marked INVALID with its descendants; blocks whose parent is unknown go
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from crowdmesh.chain.block import Block, BlockHeader
-from crowdmesh.chain.codec import Address, BlockHash
+from crowdmesh.chain.codec import BlockHash
 from crowdmesh.chain.contracts import CONTRACTS, Contract
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.layout import (
@@ -35,6 +39,7 @@ from crowdmesh.chain.layout import (
     META_HEAD,
     P_BLOCK,
     P_INDEX,
+    P_RECEIPTS,
     P_STATE,
     P_TX,
     P_UNDO,
@@ -42,8 +47,10 @@ from crowdmesh.chain.layout import (
     IndexEntry,
     TxLocation,
     Undo,
+    encode_receipts,
     height_key,
 )
+from crowdmesh.chain.queries import ChainQueries
 from crowdmesh.chain.rules import (
     HeaderInfo,
     Receipt,
@@ -53,11 +60,11 @@ from crowdmesh.chain.rules import (
     validate_detached,
     validate_header,
 )
-from crowdmesh.chain.state import Account, State, muhash_of, muhash_update, state_root
+from crowdmesh.chain.state import State, muhash_of, muhash_update, state_root
 from crowdmesh.chain.store import Store
 from crowdmesh.chain.template import BlockTemplate, build_template
 from crowdmesh.chain.tx import Transaction
-from crowdmesh.errors import NotFound, UsageError, ValidationError
+from crowdmesh.errors import UsageError, ValidationError
 
 __all__ = ["MAX_ORPHANS", "MAX_ORPHAN_BYTES", "BlockTemplate", "Chain", "ImportResult",
            "ImportStatus"]
@@ -135,7 +142,7 @@ class _Plan:
     receipts: dict[BlockHash, tuple[Receipt, ...]]
 
 
-class Chain:
+class Chain(ChainQueries):
     """A validated block tree with one main chain, over a :class:`Store`."""
 
     def __init__(self, store: Store, genesis: Genesis,
@@ -180,6 +187,7 @@ class Chain:
         writes: dict[bytes, bytes | None] = {P_STATE + k: v for k, v in items}
         writes.update({
             P_BLOCK + g.hash: Block(g).encode(), P_INDEX + g.hash: entry.encode(),
+            P_RECEIPTS + g.hash: encode_receipts(()),
             height_key(0): g.hash, META_HEAD: g.hash, META_ACC: acc.to_bytes(384, "big"),
             META_GENESIS: g.hash,
         })
@@ -200,37 +208,7 @@ class Chain:
         self._candidates = {h for h, e in self._index.items()
                             if e.status != BlockStatus.INVALID and e.work > self._head.work}
 
-    # ----- queries -----------------------------------------------------------------------
-
-    @property
-    def head(self) -> BlockHeader:
-        """The main-chain tip header."""
-        return self._head_header
-
-    @property
-    def head_hash(self) -> BlockHash:
-        """The main-chain tip hash."""
-        return self._head.hash
-
-    @property
-    def height(self) -> int:
-        """The main-chain tip height."""
-        return self._head.info.height
-
-    @property
-    def total_work(self) -> int:
-        """Cumulative work of the main chain."""
-        return self._head.work
-
-    @property
-    def genesis_hash(self) -> BlockHash:
-        """Hash of block 0 (identifies the network)."""
-        return self.get_hash_at(0)
-
-    @property
-    def state_accumulator(self) -> int:
-        """MuHash accumulator of the head state."""
-        return self._acc
+    # ----- queries (the rest are in ChainQueries) ----------------------------------------
 
     def orphan_count(self) -> int:
         """Blocks waiting for their parent."""
@@ -243,93 +221,6 @@ class Chain:
     def has_block(self, block_hash: bytes) -> bool:
         """True iff the block is stored (any status) or pooled as an orphan."""
         return block_hash in self._index or block_hash in self._orphans
-
-    def block_status(self, block_hash: bytes) -> BlockStatus | None:
-        """Validation status of a stored block (None if unknown)."""
-        entry = self._index.get(BlockHash(block_hash))
-        return None if entry is None else entry.status
-
-    def get_block(self, block_hash: bytes) -> Block:
-        """A stored block by hash (raises ``NotFound("block-not-found")``)."""
-        raw = self.store.get(P_BLOCK + block_hash)
-        if raw is None:
-            raise NotFound("block-not-found", block_hash.hex())
-        return Block.decode(raw)
-
-    def get_hash_at(self, height: int) -> BlockHash:
-        """Main-chain hash at ``height`` (raises ``NotFound``)."""
-        raw = self.store.get(height_key(height)) if 0 <= height <= self.height else None
-        if raw is None:
-            raise NotFound("block-not-found", f"height {height}")
-        return BlockHash(raw)
-
-    def get_block_by_height(self, height: int) -> Block:
-        """The main-chain block at ``height``."""
-        return self.get_block(self.get_hash_at(height))
-
-    def is_main_chain(self, block_hash: bytes) -> bool:
-        """True iff the block is on the main chain."""
-        entry = self._index.get(BlockHash(block_hash))
-        if entry is None or entry.info.height > self.height:
-            return False
-        return self.store.get(height_key(entry.info.height)) == block_hash
-
-    def headers_range(self, start_height: int, count: int) -> list[BlockHeader]:
-        """Main-chain headers from ``start_height``, at most ``count`` (for sync)."""
-        end = min(self.height + 1, start_height + max(0, count))
-        return [self.get_block_by_height(h).header for h in range(max(0, start_height), end)]
-
-    def locator(self) -> list[BlockHash]:
-        """Main-chain hashes at exponentially spaced heights back from the head."""
-        out, step, h = [], 1, self.height
-        while h > 0:
-            out.append(self.get_hash_at(h))
-            if len(out) >= 10:
-                step *= 2
-            h -= step
-        out.append(self.get_hash_at(0))
-        return out
-
-    def find_fork_height(self, locator: Iterable[bytes]) -> int:
-        """Height of the first ``locator`` hash on our main chain (0 if none)."""
-        for h in locator:
-            if self.is_main_chain(h):
-                return self._index[BlockHash(h)].info.height
-        return 0
-
-    def get_transaction(self, txid: bytes) -> tuple[Transaction, BlockHash, int]:
-        """A main-chain transaction with its block hash and height (raises ``NotFound``)."""
-        raw = self.store.get(P_TX + txid)
-        if raw is None:
-            raise NotFound("tx-not-found", txid.hex())
-        loc = TxLocation.decode(raw)
-        block = self.get_block(loc.block_hash)
-        return block.txs[loc.index], loc.block_hash, block.height
-
-    def state_get(self, key: bytes) -> bytes | None:
-        """A raw head-state value (contracts' views)."""
-        return self.store.get(P_STATE + key)
-
-    def account(self, addr: bytes) -> Account:
-        """The head-state account at ``addr``."""
-        raw = self.state_get(b"a" + addr)
-        return Account() if raw is None else Account.decode(raw)
-
-    def balance(self, addr: bytes) -> int:
-        """Head-state balance of ``addr``."""
-        return self.account(addr).balance
-
-    def nonce(self, addr: bytes) -> int:
-        """Next nonce ``addr`` must use."""
-        return self.account(addr).nonce
-
-    def iter_state(self, prefix: bytes = b"") -> Iterable[tuple[bytes, bytes]]:
-        """Head-state (key, value) pairs under ``prefix``, in key order."""
-        return ((k[1:], v) for k, v in self.store.iterate(P_STATE + prefix))
-
-    def iter_accounts(self) -> Iterable[tuple[Address, Account]]:
-        """Every head-state account."""
-        return ((Address(k[1:]), Account.decode(v)) for k, v in self.iter_state(b"a"))
 
     def next_target(self) -> int:
         """Target a block on the current head must carry."""
@@ -536,7 +427,8 @@ class Chain:
 
     def _connect(self, view: _Overlay, block: Block, entry: IndexEntry,
                  acc: int) -> tuple[int, tuple[Receipt, ...]]:
-        """Fully validate and apply one block in ``view``; return the new accumulator."""
+        """Fully validate and apply one block in ``view`` (state, undo, tx index, receipts);
+        return the new accumulator and the block's receipts."""
         state = State(view.state_get)
         try:
             receipts = apply_block(state, block, self.genesis, self.contracts)
@@ -551,6 +443,7 @@ class Chain:
         view.writes[P_UNDO + entry.hash] = Undo(acc, tuple(sorted(previous.items()))).encode()
         for i, tx in enumerate(block.txs):
             view.writes[P_TX + tx.txid] = TxLocation(entry.hash, i).encode()
+        view.writes[P_RECEIPTS + entry.hash] = encode_receipts(receipts)
         view.writes[height_key(entry.info.height)] = entry.hash
         if entry.status != BlockStatus.VALID:
             view.writes[P_INDEX + entry.hash] = entry.with_status(BlockStatus.VALID).encode()
@@ -579,10 +472,3 @@ class Chain:
         See :func:`crowdmesh.chain.template.build_template`.
         """
         return build_template(self, miner, txs, now)
-
-    def header_info(self, block_hash: bytes) -> HeaderInfo:
-        """Header facts of a stored block (raises ``NotFound``)."""
-        entry = self._index.get(BlockHash(block_hash))
-        if entry is None:
-            raise NotFound("block-not-found", block_hash.hex())
-        return entry.info

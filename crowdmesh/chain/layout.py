@@ -3,7 +3,12 @@
 Invariants:
 - Keys: ``b‖hash`` block bytes, ``i‖hash`` :class:`IndexEntry`, ``h‖height(8 BE)`` main-chain
   hash, ``u‖hash`` :class:`Undo`, ``s‖state-key`` state value, ``t‖txid`` tx location,
-  ``m‖name`` metadata (``head``, ``acc``, ``genesis``).
+  ``r‖hash`` the block's receipts, ``m‖name`` metadata (``head``, ``acc``, ``genesis``).
+- ``r‖hash`` holds one :class:`~crowdmesh.chain.rules.Receipt` per transaction of the block, in
+  transaction order (``[]`` for the genesis block). It is written in the batch that connects the
+  block and is left in place when the block is disconnected: receipts depend only on the block
+  and its parent's state, so a reconnection rewrites the same bytes. Stores written before
+  receipts existed lack these rows; ``reindex`` writes them (see ``maintenance``).
 - An index entry exists for every stored block; ``status`` only moves HEADER_VALID → VALID or
   → INVALID (VALID → INVALID never happens: a connected block stays valid).
 - ``Undo`` of block B holds the state accumulator before B and the previous value of every
@@ -13,11 +18,12 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from crowdmesh.chain.codec import Address, BlockHash, expect_array, pack, unpack
-from crowdmesh.chain.rules import HeaderInfo
+from crowdmesh.chain.codec import Address, BlockHash, expect_array, expect_list, pack, unpack
+from crowdmesh.chain.rules import HeaderInfo, Receipt
 
 __all__ = [
     "META_ACC",
@@ -27,6 +33,7 @@ __all__ = [
     "P_HEIGHT",
     "P_INDEX",
     "P_META",
+    "P_RECEIPTS",
     "P_STATE",
     "P_TX",
     "P_UNDO",
@@ -34,15 +41,18 @@ __all__ = [
     "IndexEntry",
     "TxLocation",
     "Undo",
+    "decode_receipts",
+    "encode_receipts",
     "height_key",
 ]
 
-P_BLOCK, P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, P_META = (
-    b"b", b"i", b"h", b"u", b"s", b"t", b"m")
+P_BLOCK, P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, P_RECEIPTS, P_META = (
+    b"b", b"i", b"h", b"u", b"s", b"t", b"r", b"m")
 META_HEAD = P_META + b"head"
 META_ACC = P_META + b"acc"
 META_GENESIS = P_META + b"genesis"
 _RECORD_CAP = 1 << 30
+_MAX_BLOCK_RECEIPTS = 1 << 20  # more than a max-size block can hold transactions
 
 
 def height_key(height: int) -> bytes:
@@ -126,3 +136,19 @@ class TxLocation:
         """Parse a stored location."""
         h, i = expect_array(unpack(data, 128), 2, "txloc")
         return cls(BlockHash(h), i)
+
+
+def encode_receipts(receipts: Sequence[Receipt]) -> bytes:
+    """Stored form of a block's receipts (``[receipt, ...]`` in transaction order)."""
+    return pack([r.to_obj() for r in receipts])
+
+
+def decode_receipts(data: bytes) -> tuple[Receipt, ...]:
+    """Parse a block's stored receipts strictly.
+
+    Raises:
+        DecodeError: ``oversize``, ``bad-msgpack``, ``non-canonical``, ``bad-shape``,
+            ``bad-field``.
+    """
+    items = expect_list(unpack(data, _RECORD_CAP), _MAX_BLOCK_RECEIPTS, "receipts")
+    return tuple(Receipt.from_obj(r) for r in items)

@@ -5,11 +5,20 @@ Invariants:
   empty (fresh: no metadata and no block, index or state rows; metadata gone while such rows
   remain is the trace of an interrupted reindex and is a problem) or: the head, the
   main-chain height index and the block index agree; every main block decodes, links to its
-  parent, has an undo record and indexed transactions; and the stored state hashes (MuHash) to
-  the head accumulator and to the head header's state root.
+  parent, has an undo record, indexed transactions and a receipt list that decodes and holds
+  one receipt per transaction with the block's txids in order; and the stored state hashes
+  (MuHash) to the head accumulator and to the head header's state root. Damage is reported, never
+  raised; receipt problems start with a stable code (``receipts-missing``, ``receipts-damaged``,
+  ``receipts-mismatch``).
 - ``reindex`` keeps the stored blocks, deletes everything derived from them (state, indexes,
-  undo, head) and re-imports the blocks in height order, so fork choice and full validation run
-  again. It is safe to rerun after a crash part-way.
+  undo, receipts, head) and re-imports the blocks in height order, so fork choice and full
+  validation run again and every main-chain block gets its receipts written anew. It is safe to
+  rerun after a crash part-way.
+- Upgrading: a store written before receipts were stored (no ``r‖hash`` rows) opens and works,
+  but ``check_db`` reports ``receipts-missing`` for its main-chain blocks and
+  ``Chain.block_receipts`` / ``tx_receipt`` raise ``NotFound("receipts-not-found")`` for them.
+  Running ``reindex`` once fills the receipts in (receipts of blocks connected later are
+  written as they connect).
 """
 
 from __future__ import annotations
@@ -27,12 +36,14 @@ from crowdmesh.chain.layout import (
     P_BLOCK,
     P_HEIGHT,
     P_INDEX,
+    P_RECEIPTS,
     P_STATE,
     P_TX,
     P_UNDO,
     BlockStatus,
     IndexEntry,
     TxLocation,
+    decode_receipts,
     height_key,
 )
 from crowdmesh.chain.state import muhash_of, state_root
@@ -76,8 +87,23 @@ def check_db(store: Store, genesis: Genesis) -> list[str]:
     return problems
 
 
+def _check_receipts(store: Store, block: Block) -> str | None:
+    """The problem with a main-chain block's stored receipts, if any."""
+    raw = store.get(P_RECEIPTS + block.hash)
+    if raw is None:
+        return f"receipts-missing: block {block.hash.hex()} (run reindex)"
+    try:
+        receipts = decode_receipts(raw)
+    except CrowdmeshError as exc:
+        return f"receipts-damaged: block {block.hash.hex()}: {exc.code}"
+    if [r.txid for r in receipts] != [tx.txid for tx in block.txs]:
+        return (f"receipts-mismatch: block {block.hash.hex()} has {len(block.txs)} txs, "
+                f"{len(receipts)} receipts (or other txids)")
+    return None
+
+
 def _check_main_chain(store: Store, index: Mapping[bytes, IndexEntry], head: bytes) -> list[str]:
-    """Walk from the head to genesis checking links, heights, undo and tx index rows."""
+    """Walk from the head to genesis checking links, heights, undo, tx index and receipt rows."""
     problems: list[str] = []
     h: bytes = head
     tx_rows = 0
@@ -100,6 +126,8 @@ def _check_main_chain(store: Store, index: Mapping[bytes, IndexEntry], head: byt
             if loc is None or TxLocation.decode(loc) != TxLocation(block.hash, i):
                 problems.append(f"tx {tx.txid.hex()} not indexed")
         tx_rows += len(block.txs)
+        if (receipt_problem := _check_receipts(store, block)) is not None:
+            problems.append(receipt_problem)
         if height == 0:
             break
         if store.get(P_UNDO + h) is None:
@@ -141,7 +169,8 @@ def reindex(store: Store, genesis: Genesis, now: int,
     blocks = sorted(_decodable_blocks(store),
                     key=lambda b: (b.height, seen.get(b.hash, 1 << 64)))
     wipe: dict[bytes, bytes | None] = {}
-    for prefix in (P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, META_HEAD, META_ACC, META_GENESIS):
+    for prefix in (P_INDEX, P_HEIGHT, P_UNDO, P_STATE, P_TX, P_RECEIPTS, META_HEAD, META_ACC,
+                   META_GENESIS):
         wipe.update((k, None) for k, _ in store.iterate(prefix))
     store.write_batch(wipe)
     chain = Chain.open(store, genesis, contracts)

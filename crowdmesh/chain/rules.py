@@ -9,16 +9,31 @@ Invariants:
 - ``apply_tx`` either applies the whole transaction or raises and leaves ``state`` unchanged.
 - Supply: a block mints ``genesis.reward(height)``; of every fee ``fee * fee_burn_bps // 10000``
   is burned and the rest goes to the miner, so Σ balances = alloc + Σ rewards − Σ burned.
+- A :class:`Receipt` is a pure function of the block and its parent's state, so every node (and
+  every reconnection of the block) computes the same one. Stored form: canonical msgpack
+  ``[txid (32 bytes), gas (u64), [event, ...]]`` with at most ``MAX_RECEIPT_EVENTS`` events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from crowdmesh.chain.block import Block, BlockHeader
-from crowdmesh.chain.codec import Address, BlockHash, TxId
+from crowdmesh.chain.codec import (
+    Address,
+    BlockHash,
+    TxId,
+    expect_array,
+    expect_bytes,
+    expect_list,
+    expect_uint,
+    pack,
+    unpack,
+)
 from crowdmesh.chain.contracts import Contract, Event, TxContext
+from crowdmesh.chain.contracts.base import MAX_EVENT_BYTES
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.state import Account, State
 from crowdmesh.chain.tx import Transaction
@@ -26,6 +41,8 @@ from crowdmesh.errors import ValidationError
 
 __all__ = [
     "MAX_FUTURE_SECONDS",
+    "MAX_RECEIPT_BYTES",
+    "MAX_RECEIPT_EVENTS",
     "MEDIAN_SPAN",
     "HeaderInfo",
     "Lookup",
@@ -46,15 +63,47 @@ __all__ = [
 
 MAX_FUTURE_SECONDS = 2 * 60 * 60
 MEDIAN_SPAN = 11
+MAX_RECEIPT_EVENTS = 256  # per transaction; a contract reporting more fails with bad-event
+MAX_RECEIPT_BYTES = 64 + MAX_RECEIPT_EVENTS * MAX_EVENT_BYTES
 
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """The outcome of one applied transaction."""
+    """The outcome of one applied transaction: its gas and the events its contract reported."""
 
     txid: TxId
     gas: int
     events: tuple[Event, ...]
+
+    def to_obj(self) -> list[Any]:
+        """The msgpack object, to nest in a block's receipt list."""
+        return [self.txid, self.gas, [e.to_obj() for e in self.events]]
+
+    @classmethod
+    def from_obj(cls, obj: Any) -> Receipt:
+        """Rebuild from an already-unpacked object.
+
+        Raises:
+            DecodeError: ``bad-shape`` or ``bad-field``.
+        """
+        txid, gas, events = expect_array(obj, 3, "receipt")
+        return cls(TxId(expect_bytes(txid, "receipt txid", 32)), expect_uint(gas, "receipt gas"),
+                   tuple(Event.from_obj(e) for e in expect_list(events, MAX_RECEIPT_EVENTS,
+                                                                 "receipt events")))
+
+    def encode(self) -> bytes:
+        """Canonical stored form."""
+        return pack(self.to_obj())
+
+    @classmethod
+    def decode(cls, data: bytes) -> Receipt:
+        """Parse one stored receipt strictly.
+
+        Raises:
+            DecodeError: ``oversize``, ``bad-msgpack``, ``non-canonical``, ``bad-shape``,
+                ``bad-field``.
+        """
+        return cls.from_obj(unpack(data, MAX_RECEIPT_BYTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +265,8 @@ def apply_tx(state: State, tx: Transaction, ctx: TxContext,
 
     Raises:
         ValidationError: ``bad-tx-nonce`` (replayed or out of order), ``bad-tx-overspend``
-            (fee not covered), or the contract's own code.
+            (fee not covered), ``bad-event`` (the contract reported an event that cannot be
+            stored, or more than ``MAX_RECEIPT_EVENTS``), or the contract's own code.
     """
     acct = state.account(tx.sender)
     if tx.nonce != acct.nonce:
@@ -227,6 +277,8 @@ def apply_tx(state: State, tx: Transaction, ctx: TxContext,
     state.put_account(tx.sender, Account(acct.balance - tx.fee, acct.nonce + 1, acct.reputation))
     try:
         events = contracts[tx.kind](state, tx, ctx)
+        if len(events) > MAX_RECEIPT_EVENTS:
+            raise ValidationError("bad-event", f"{len(events)} events")
     except ValidationError:
         state.revert(snap)
         raise

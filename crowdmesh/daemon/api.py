@@ -1,9 +1,14 @@
-"""The contract between the node (p2p, chain, miner) and its operators' surfaces.
+"""The contract between the node's features and its operators' surfaces.
 
-The control socket (``crowdmesh.daemon.control``) serves JSON-RPC by calling a
-:class:`NodeControl`; the node (``crowdmesh.daemon.node``) implements it. Values crossing this
-boundary are plain JSON-able dicts/lists/str/int, so the RPC layer only frames and validates.
-Hashes, ids and keys travel as lowercase hex strings; amounts as ints.
+The control socket (``crowdmesh.daemon.control``) serves JSON-RPC from method tables that each
+feature contributes (``crowdmesh.daemon.methods``); every table is backed by one narrow service
+interface below, never by the node object itself. The node (``crowdmesh.daemon.node``) builds
+one :class:`Services` once it serves. Values crossing this boundary are plain JSON-able
+dicts/lists/str/int, so the RPC layer only frames and validates. Hashes, ids and keys travel as
+lowercase hex strings; amounts as ints.
+
+Adding a feature (a protocol such as crowdsfl or spatial) means: one service Protocol here, one
+field on :class:`Services`, one method table module. Nothing on ``Node``.
 
 Log lines, new heads and new transactions reach subscribers through :class:`EventSink`, which
 the node calls without awaiting; the control layer fans out to bounded per-client queues and
@@ -12,9 +17,20 @@ drops (and counts) when a slow client's queue is full.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
-__all__ = ["EventSink", "JsonObj", "MiningMode", "NodeControl", "PeerControl", "Topic"]
+__all__ = [
+    "ChainService",
+    "EventSink",
+    "JsonObj",
+    "MiningMode",
+    "MiningService",
+    "NodeService",
+    "PeerService",
+    "Services",
+    "Topic",
+]
 
 JsonObj = dict[str, Any]
 Topic = Literal["heads", "txs", "logs"]
@@ -27,18 +43,22 @@ class EventSink(Protocol):
     def publish_nowait(self, topic: Topic, event: JsonObj) -> None: ...
 
 
-class NodeControl(Protocol):
-    """Operations the control socket exposes; each raises a crowdmesh.errors class on bad input.
+# Each method raises a crowdmesh.errors class on bad input: ``NotFound`` → JSON-RPC -32004,
+# ``ValidationError``/``DecodeError``/``UsageError`` → -32602 with the reject code in ``data``.
 
-    ``NotFound`` → JSON-RPC error -32004, ``ValidationError``/``DecodeError`` → -32602 with the
-    reject code in ``data``, ``UsageError`` → -32602.
-    """
+
+class NodeService(Protocol):
+    """The node as a whole: readiness, the ``status`` summary, graceful stop."""
 
     def is_ready(self) -> bool: ...
 
     def status(self) -> JsonObj: ...
 
-    def peers(self) -> list[JsonObj]: ...
+    def request_stop(self) -> None: ...
+
+
+class ChainService(Protocol):
+    """Chain and mempool queries, and transaction submission."""
 
     def head(self) -> JsonObj: ...
 
@@ -52,26 +72,32 @@ class NodeControl(Protocol):
 
     def balance(self, account_hex: str) -> JsonObj: ...
 
+
+class MiningService(Protocol):
+    """Mining mode and regtest-style ``generate``."""
+
     def set_mining(self, mode: MiningMode) -> JsonObj: ...
 
     async def generate(self, n_blocks: int) -> list[str]: ...
 
-    def request_stop(self) -> None: ...
 
+class PeerService(Protocol):
+    """Connected peers, one-off dials and drops, and the bootstrap list (SIGHUP reload)."""
 
-@runtime_checkable
-class PeerControl(Protocol):
-    """Optional extension: a node that also has these gets the ``connect``/``disconnect`` RPCs.
-
-    ``connect_peer`` dials a ``/ip4/…/tcp/…/p2p/<id>`` address once; ``disconnect_peer`` drops
-    the connections to a base58 peer id. The testnet harness uses them for split/join when the
-    node provides them and restarts the daemons with other bootstrap lists when it does not.
-    """
+    def peers(self) -> list[JsonObj]: ...
 
     async def connect_peer(self, addr: str) -> JsonObj: ...
 
     async def disconnect_peer(self, peer_id: str) -> JsonObj: ...
 
-    def set_bootstrap(self, addrs: tuple[str, ...]) -> JsonObj:
-        """Replace the bootstrap list the node keeps dialling (SIGHUP reload)."""
-        ...
+    def set_bootstrap(self, addrs: tuple[str, ...]) -> JsonObj: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Every service a running node offers; one field per feature."""
+
+    node: NodeService
+    chain: ChainService
+    mining: MiningService
+    peers: PeerService

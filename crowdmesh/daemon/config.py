@@ -27,6 +27,10 @@ Example::
     mode = "on-demand"                # off | continuous | on-demand
     account = "<64 hex chars>"        # receives block rewards (default: the node's miner key)
 
+    [account]                         # the key the daemon signs its roles' contract calls with
+    key = "node"                      # <data_dir>/keys/node.key (crowdmesh keys new node)
+    passphrase_env = "CROWDMESH_PASSPHRASE"   # only if the key file is encrypted
+
     [control]
     socket = "/run/crowdmesh/crowdmesh.sock"
 """
@@ -61,7 +65,7 @@ __all__ = [
 DEFAULT_PORT: Final = 7350
 CHAIN_DB: Final = "chain.sqlite"
 DEFAULT_LISTEN: Final = f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"
-ROLES: Final = frozenset({"miner", "csp", "worker"})
+ROLES: Final = frozenset({"miner", "requester", "csp", "worker"})
 MINING_MODES: Final[tuple[MiningMode, ...]] = ("off", "continuous", "on-demand")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 RELOADABLE: Final = frozenset({"log_level", "mining_mode", "bootstrap"})
@@ -71,6 +75,8 @@ _MULTIADDR = re.compile(
     r"^/(ip4|ip6|dns|dns4|dns6)/[^/]+/tcp/\d{1,5}(/p2p/[1-9A-HJ-NP-Za-km-z]+)?$"
 )
 _ACCOUNT = re.compile(r"^[0-9a-f]{64}$")
+_KEY_NAME = re.compile(r"^[A-Za-z0-9_-]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class ConfigError(UsageError):
@@ -99,6 +105,8 @@ class NodeConfig:
     max_peers: int = 50
     control_max_clients: int = 64
     control_request_timeout_s: float = 30.0
+    account_key: str | None = None
+    account_passphrase_env: str | None = None
     source: str = field(default="<config>", compare=False)
 
     @property
@@ -172,6 +180,16 @@ def _positive_number(v: Any) -> str | None:
     return None if ok else "must be a number of seconds in (0, 3600]"
 
 
+def _is_key_name(v: Any) -> str | None:
+    ok = isinstance(v, str) and _KEY_NAME.match(v)
+    return None if ok else "must be a key name (letters, digits, _ - .) in <data_dir>/keys"
+
+
+def _is_env_name(v: Any) -> str | None:
+    ok = isinstance(v, str) and _ENV_NAME.match(v)
+    return None if ok else "must be an environment variable name"
+
+
 def _is_account(v: Any) -> str | None:
     ok = isinstance(v, str) and _ACCOUNT.match(v)
     return None if ok else "must be 64 lowercase hex characters (an account id)"
@@ -188,6 +206,8 @@ _SCHEMA: Final[dict[tuple[str, str], tuple[str, Check]]] = {
     ("p2p", "max_peers"): ("max_peers", _int_range(1, 1000)),
     ("mining", "mode"): ("mining_mode", _one_of(MINING_MODES)),
     ("mining", "account"): ("miner_account", _is_account),
+    ("account", "key"): ("account_key", _is_key_name),
+    ("account", "passphrase_env"): ("account_passphrase_env", _is_env_name),
     ("control", "socket"): ("control_socket", _is_str),
     ("control", "max_clients"): ("control_max_clients", _int_range(1, 10_000)),
     ("control", "request_timeout"): ("control_request_timeout_s", _positive_number),
@@ -332,6 +352,7 @@ def render_config(cfg: NodeConfig) -> str:
         "miner_account": cfg.miner_account, "log_level": cfg.log_level,
         "max_peers": cfg.max_peers, "control_max_clients": cfg.control_max_clients,
         "control_request_timeout_s": cfg.control_request_timeout_s,
+        "account_key": cfg.account_key, "account_passphrase_env": cfg.account_passphrase_env,
     }
     tables: dict[str, list[str]] = {}
     for (table, key), (name, _) in _SCHEMA.items():

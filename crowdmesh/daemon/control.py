@@ -1,5 +1,11 @@
 """The control socket: newline-delimited JSON-RPC 2.0 over a Unix socket.
 
+This module is only the server: framing, connections, subscriptions, bounds, error mapping and
+the socket. What the methods do comes from a :data:`~crowdmesh.daemon.methods.MethodTable`
+(``DEFAULT_METHODS`` unless another is passed), whose handlers see only the node's
+:class:`~crowdmesh.daemon.api.Services`; the server itself serves just the methods that need the
+connection or the server (``ready``, ``stop``, ``methods``, ``subscribe``, ``unsubscribe``).
+
 Rule 1 (access): the socket is created under ``umask 0177`` and chmod 0600, so only the daemon's
 user can connect; a live socket at the path is never stolen, a stale one is replaced, and
 anything at the path that is not a socket is never deleted (startup fails instead).
@@ -14,8 +20,9 @@ the previous one).
 Rule 3 (errors): bad input from a client is answered with a JSON-RPC error and never crashes the
 daemon; ``crowdmesh.errors`` raised by the node map through :data:`ERROR_CODES`; any other
 exception is a bug and propagates.
-Rule 4 (readiness): until ``NodeControl.is_ready()`` every method marked ``needs_ready`` answers
-``-28 warming up`` (as bitcoind does); ``ready``, ``stop``, ``subscribe`` work at once.
+Rule 4 (readiness): until ``services.node.is_ready()`` every method marked ``needs_ready`` answers
+``-28 warming up`` (as bitcoind does), and every table method does until the node has handed
+over its services; ``ready``, ``stop``, ``subscribe`` work at once.
 
 Notifications look like
 ``{"jsonrpc":"2.0","method":"subscription","params":{"subscription":1,"topic":"heads","result":{…},"missed":0}}``.
@@ -37,14 +44,21 @@ from typing import TYPE_CHECKING, Any, Final, get_args
 
 import trio
 
-from crowdmesh.daemon.api import (
-    JsonObj,
-    MiningMode,
-    NodeControl,
-    PeerControl,
-    Topic,
-)
+from crowdmesh.daemon.api import JsonObj, Services, Topic
 from crowdmesh.daemon.eventhub import EventHub, Subscription
+from crowdmesh.daemon.methods import (
+    INVALID_PARAMS,
+    MAX_LINE,
+    Method,
+    MethodTable,
+    Param,
+    RpcError,
+    bind_params,
+    call_handler,
+    param_choice,
+    param_int,
+)
+from crowdmesh.daemon.methods.all import DEFAULT_METHODS
 from crowdmesh.errors import (
     CrowdmeshError,
     DecodeError,
@@ -61,7 +75,6 @@ __all__ = [
     "ERROR_CODES",
     "MAX_BATCH",
     "MAX_LINE",
-    "METHODS",
     "BoundSocket",
     "ControlServer",
     "EventHub",
@@ -70,16 +83,13 @@ __all__ = [
     "bind_control_socket",
 ]
 
-MAX_LINE: Final = 1 << 20
 MAX_BATCH: Final = 100
 WRITE_TIMEOUT_S: Final = 10.0
 IDLE_TIMEOUT_S: Final = 60.0
-MAX_GENERATE: Final = 10_000
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
-INVALID_PARAMS: Final = -32602
 WARMING_UP: Final = -28
 NOT_FOUND: Final = -32004
 TIMED_OUT: Final = -32001
@@ -97,204 +107,60 @@ ERROR_CODES: Final[dict[type[CrowdmeshError], int]] = {
 TOPICS: Final[tuple[str, ...]] = get_args(Topic)
 
 
-class RpcError(Exception):
-    """A JSON-RPC error to send back to the client."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-    def to_json(self) -> JsonObj:
-        err: JsonObj = {"code": self.code, "message": self.message}
-        if self.data is not None:
-            err["data"] = self.data
-        return err
-
-
 def _from_crowdmesh(exc: CrowdmeshError) -> RpcError:
     code = next((c for t, c in ERROR_CODES.items() if isinstance(exc, t)), INVALID_PARAMS)
     return RpcError(code, str(exc), {"code": exc.code, "detail": exc.detail})
 
 
-
-# ---- method table -------------------------------------------------------------------------
+# ---- the server's own methods -------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class NodeSlot:
-    """Holds the node once ``run_node`` has started; the server answers -28 until then."""
+    """Holds the node's services once ``run_node`` has started; the server answers -28 until."""
 
-    node: NodeControl | None = None
+    services: Services | None = None
 
-    def ready_node(self) -> NodeControl:
-        """The node if it is ready, else raise the warming-up error."""
-        if self.node is None or not self.node.is_ready():
+    def is_ready(self) -> bool:
+        return self.services is not None and self.services.node.is_ready()
+
+    def ready_services(self, require_ready: bool = True) -> Services:
+        """The services if the node has started (and, if ``require_ready``, is ready).
+
+        Raises:
+            RpcError: -28 ``warming up`` otherwise.
+        """
+        if self.services is None or (require_ready and not self.services.node.is_ready()):
             raise RpcError(WARMING_UP, "warming up")
-        return self.node
-
-
-def _param_str(v: Any, name: str) -> str:
-    if not isinstance(v, str) or not v or len(v) > MAX_LINE:
-        raise RpcError(INVALID_PARAMS, f"{name} must be a non-empty string")
-    return v
-
-
-def _param_hex(v: Any, name: str) -> str:
-    s = _param_str(v, name)
-    try:
-        bytes.fromhex(s)
-    except ValueError:
-        raise RpcError(INVALID_PARAMS, f"{name} must be a hex string") from None
-    return s.lower()
-
-
-def _param_int(lo: int, hi: int) -> Callable[[Any, str], int]:
-    def check(v: Any, name: str) -> int:
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise RpcError(INVALID_PARAMS, f"{name} must be an integer in {lo}..{hi}")
-        return v
-
-    return check
-
-
-def _param_ref(v: Any, name: str) -> str | int:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return _param_int(0, 2**63)(v, name)
-    return _param_hex(v, name)
-
-
-def _param_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
-    def check(v: Any, name: str) -> str:
-        if v not in choices:
-            raise RpcError(INVALID_PARAMS, f"{name} must be one of {list(choices)}")
-        return str(v)
-
-    return check
-
-
-Handler = Callable[["_Conn", list[Any]], Awaitable[Any]]
+        return self.services
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
-    """One RPC method: its parameter checks, handler and whether it waits for readiness."""
+class _Builtin:
+    """A method that needs the connection or the server, so no feature table can serve it."""
 
-    params: tuple[tuple[str, Callable[[Any, str], Any]], ...]
-    handler: Handler
-    needs_ready: bool = True
-    timeout_factor: float = 1.0
-    doc: str = ""
+    params: tuple[Param, ...]
+    handler: Callable[[_Conn, list[Any]], Any]
+    doc: str
 
 
-def _sync(fn: Callable[[NodeControl, list[Any]], Any]) -> Handler:
-    async def handler(conn: _Conn, args: list[Any]) -> Any:
-        return fn(conn.server.slot.ready_node(), args)
-
-    return handler
-
-
-async def _submit_tx(conn: _Conn, args: list[Any]) -> Any:
-    return await conn.server.slot.ready_node().submit_tx(args[0])
-
-
-async def _generate(conn: _Conn, args: list[Any]) -> Any:
-    return await conn.server.slot.ready_node().generate(args[0])
-
-
-def _peer_control(conn: _Conn) -> PeerControl:
-    node = conn.server.slot.ready_node()
-    if not isinstance(node, PeerControl):
-        raise RpcError(METHOD_NOT_FOUND, "this node does not support peer control")
-    return node
-
-
-async def _connect(conn: _Conn, args: list[Any]) -> Any:
-    return await _peer_control(conn).connect_peer(args[0])
-
-
-async def _disconnect(conn: _Conn, args: list[Any]) -> Any:
-    return await _peer_control(conn).disconnect_peer(args[0])
-
-
-async def _ready(conn: _Conn, args: list[Any]) -> Any:
-    node = conn.server.slot.node
-    return {"ready": node is not None and node.is_ready()}
-
-
-async def _stop(conn: _Conn, args: list[Any]) -> Any:
+def _stop(conn: _Conn, args: list[Any]) -> JsonObj:
     # why after the reply: stopping closes this connection, and the client deserves its answer
     conn.after_reply.append(conn.server.request_stop)
     return {"stopping": True}
 
 
-async def _subscribe(conn: _Conn, args: list[Any]) -> Any:
-    return conn.subscribe(args[0])
-
-
-async def _unsubscribe(conn: _Conn, args: list[Any]) -> Any:
-    return conn.unsubscribe(args[0])
-
-
-async def _methods(conn: _Conn, args: list[Any]) -> Any:
-    return {name: {"params": [p for p, _ in m.params], "doc": m.doc} for name, m in METHODS.items()}
-
-
-def _set_mining(node: NodeControl, args: list[Any]) -> Any:
-    mode: MiningMode = args[0]
-    return node.set_mining(mode)
-
-
-_MODES: Final[tuple[str, ...]] = ("off", "continuous", "on-demand")
-
-METHODS: Final[dict[str, Method]] = {
-    "ready": Method((), _ready, needs_ready=False, doc="is the node ready to serve"),
-    "stop": Method((), _stop, needs_ready=False, doc="graceful shutdown"),
-    "methods": Method((), _methods, needs_ready=False, doc="list methods"),
-    "subscribe": Method(
-        (("topic", _param_choice(TOPICS)),), _subscribe, needs_ready=False,
-        doc="stream heads | txs | logs as notifications"),
-    "unsubscribe": Method(
-        (("subscription", _param_int(1, 2**62)),), _unsubscribe, needs_ready=False,
-        doc="end a subscription"),
-    "status": Method((), _sync(lambda n, a: n.status()), doc="node summary"),
-    "peers": Method((), _sync(lambda n, a: n.peers()), doc="connected peers"),
-    "head": Method((), _sync(lambda n, a: n.head()), doc="chain tip"),
-    "block": Method((("ref", _param_ref),), _sync(lambda n, a: n.block(a[0])),
-                    doc="block by height or hash"),
-    "mempool": Method((), _sync(lambda n, a: n.mempool()), doc="pending transactions"),
-    "submit_tx": Method((("raw", _param_hex),), _submit_tx, doc="submit a signed tx (hex)"),
-    "tx": Method((("txid", _param_hex),), _sync(lambda n, a: n.tx(a[0])), doc="tx by id"),
-    "balance": Method((("account", _param_hex),), _sync(lambda n, a: n.balance(a[0])),
-                      doc="balance, nonce and pending_nonce of an account"),
-    "set_mining": Method((("mode", _param_choice(_MODES)),), _sync(_set_mining),
-                         doc="off | continuous | on-demand"),
-    "connect": Method((("addr", _param_str),), _connect, doc="dial a peer multiaddr once"),
-    "disconnect": Method((("peer", _param_str),), _disconnect, doc="drop a peer's connections"),
-    "generate": Method((("n", _param_int(1, MAX_GENERATE)),), _generate, timeout_factor=20.0,
-                       doc="mine n blocks now; returns their hashes"),
+# sync and node-free: they work before the node has started (Rule 4)
+_BUILTINS: Final[dict[str, _Builtin]] = {
+    "ready": _Builtin((), lambda c, a: {"ready": c.server.slot.is_ready()},
+                      "is the node ready to serve"),
+    "stop": _Builtin((), _stop, "graceful shutdown"),
+    "methods": _Builtin((), lambda c, a: c.server.describe(), "list methods"),
+    "subscribe": _Builtin((("topic", param_choice(TOPICS)),), lambda c, a: c.subscribe(a[0]),
+                          "stream heads | txs | logs as notifications"),
+    "unsubscribe": _Builtin((("subscription", param_int(1, 2**62)),),
+                            lambda c, a: c.unsubscribe(a[0]), "end a subscription"),
 }
-
-
-def _bind_params(method: Method, params: Any) -> list[Any]:
-    """Check positional or named ``params`` against the method's table; return the values."""
-    names = [n for n, _ in method.params]
-    if params is None:
-        params = []
-    if isinstance(params, dict):
-        extra = sorted(set(params) - set(names))
-        if extra:
-            raise RpcError(INVALID_PARAMS, f"unknown params {extra}; expected {names}")
-        params = [params.get(n, _MISSING) for n in names]
-    if not isinstance(params, list):
-        raise RpcError(INVALID_PARAMS, "params must be an array or an object")
-    if len(params) != len(names) or _MISSING in params:
-        raise RpcError(INVALID_PARAMS, f"expected params {names}")
-    return [check(v, name) for (name, check), v in zip(method.params, params, strict=True)]
-
-
-_MISSING: Final = object()
 
 
 # ---- connections --------------------------------------------------------------------------
@@ -395,11 +261,20 @@ class ControlServer:
     """Serves JSON-RPC over accepted streams; ``serve`` runs the Unix-socket accept loop."""
 
     def __init__(
-        self, slot: NodeSlot, hub: EventHub, *, max_clients: int = 64,
-        request_timeout_s: float = 30.0, on_stop: Callable[[], None] | None = None,
-        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        self, slot: NodeSlot, hub: EventHub, *, methods: MethodTable = DEFAULT_METHODS,
+        max_clients: int = 64, request_timeout_s: float = 30.0,
+        on_stop: Callable[[], None] | None = None, idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
-        self.slot = slot
+        """Serve ``methods`` (plus the server's own) for the node in ``slot``.
+
+        Raises:
+            ValueError: ``methods`` redefines one of the server's own methods.
+        """
+        clash = sorted(_BUILTINS.keys() & methods.keys())
+        if clash:
+            raise ValueError(f"duplicate-rpc-method: {clash} are the control server's own")
+        self.slot: NodeSlot = slot
+        self.methods: MethodTable = methods
         self.hub = hub
         self.max_clients = max_clients
         self.request_timeout_s = request_timeout_s
@@ -412,8 +287,13 @@ class ControlServer:
         """Ask the daemon (``on_stop``) or, without one, the node to stop."""
         if self._on_stop is not None:
             self._on_stop()
-        elif self.slot.node is not None:
-            self.slot.node.request_stop()
+        elif self.slot.services is not None:
+            self.slot.services.node.request_stop()
+
+    def describe(self) -> JsonObj:
+        """The ``methods`` RPC: every method served, with its parameter names and doc line."""
+        listed: list[tuple[str, _Builtin | Method]] = [*_BUILTINS.items(), *self.methods.items()]
+        return {name: {"params": [p for p, _ in m.params], "doc": m.doc} for name, m in listed}
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client until it disconnects or breaks a bound."""
@@ -503,16 +383,23 @@ class ControlServer:
         return {"jsonrpc": "2.0", "id": call["id"], "result": result}
 
     async def _dispatch(self, conn: _Conn, name: str, params: Any) -> Any:
-        method = METHODS.get(name)
+        builtin = _BUILTINS.get(name)
+        if builtin is not None:
+            return builtin.handler(conn, bind_params(builtin.params, params))
+        method = self.methods.get(name)
         if method is None:
             raise RpcError(METHOD_NOT_FOUND, f"method not found: {name[:100]}")
-        args = _bind_params(method, params)
-        if method.needs_ready:
-            self.slot.ready_node()
-        timeout = self.request_timeout_s * method.timeout_factor
+        args = bind_params(method.params, params)
+        services = self.slot.ready_services(require_ready=method.needs_ready)
+        return await self._run(name, method.timeout_factor,
+                               call_handler(method.handler, services, args))
+
+    async def _run(self, name: str, timeout_factor: float, call: Awaitable[Any]) -> Any:
+        """Await ``call`` under the request timeout, mapping ``crowdmesh.errors`` (Rule 3)."""
+        timeout = self.request_timeout_s * timeout_factor
         try:
             with trio.fail_after(timeout):
-                return await method.handler(conn, args)
+                return await call
         except trio.TooSlowError:
             raise RpcError(TIMED_OUT, f"{name} timed out after {timeout:g} s") from None
         except CrowdmeshError as exc:

@@ -1,11 +1,15 @@
 """The one effect executor: carries out what the pure roles return.
 
 Invariants:
-- One table maps each effect type in ``roles.effects.EFFECT_TYPES`` to one executor method; a
+- One table maps each effect type (``roles.effects.effect_types()``) to one executor method; a
   test checks the table is complete, so adding an effect without an executor fails loudly.
-- :meth:`EffectExecutor.run` never blocks the caller: effects that need I/O (publishing,
-  scheduled deliveries) are started as tasks in the node's nursery, in order; mining control is
-  applied immediately (it only starts or cancels a task).
+- :meth:`EffectExecutor.run` never blocks the caller: effects that need I/O (publishing) are
+  started as tasks in the node's nursery, in order; mining control, store writes, calls, jobs
+  and timers are applied immediately (they write, start or cancel something and return).
+- Effects run in the order the roles returned them, so a ``StorePut`` before a ``SubmitCall``
+  is on disk before the call can leave the node.
+- Instance effects act for the role instance that returned them (``Routed``): store writes go
+  to that role's namespace, call and job outcomes come back addressed to that instance.
 - Errors from outside input inside a spawned effect (``DecodeError``, ``ValidationError``: a
   transaction a role built from peer data, a block too large to gossip) are logged as
   ``event=effect-failed effect=<name> code=<code>`` and the effect is dropped; anything else
@@ -15,31 +19,50 @@ Invariants:
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from crowdmesh.daemon.jobs import JobOutcome
 from crowdmesh.daemon.logs import log_event
-from crowdmesh.errors import DecodeError, ValidationError
+from crowdmesh.errors import DecodeError, UsageError, ValidationError
+from crowdmesh.roles.dispatch import Routed
 from crowdmesh.roles.effects import (
+    CancelJob,
     Effect,
     LogEvent,
     MineOn,
     PublishBlock,
     PublishTx,
+    RunJob,
     ScheduleAt,
     StopMining,
+    StoreDelete,
+    StorePut,
+    SubmitCall,
     SubmitTx,
 )
-from crowdmesh.roles.events import Event
+from crowdmesh.roles.events import Event, JobFailed, JobFinished
 
-__all__ = ["EffectExecutor", "EffectPorts"]
+__all__ = ["NODE", "EffectExecutor", "EffectPorts", "Origin", "job_key"]
 
 log = logging.getLogger("crowdmesh.node")
 BytesPort = Callable[[bytes], Awaitable[object]]
+StoreWrite = tuple[str, bytes, bytes | None]
+Origin = tuple[str, str]  # (role name, instance key)
+NODE: Origin = ("", "")  # effects the node itself asks for (no role instance)
+_SEP = "\x1f"
+
+
+def _unwired(*args: object) -> Any:
+    raise RuntimeError("effect port not wired for this executor")
+
+
+def job_key(origin: Origin, job_id: str) -> str:
+    """The job pool's id of ``job_id`` of role instance ``origin``."""
+    return _SEP.join((*origin, job_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +75,11 @@ class EffectPorts:
     publish_tx: Callable[[bytes], Awaitable[None]]
     submit_tx: Callable[[bytes], Awaitable[object]]
     deliver: Callable[[Event], None]
+    submit_call: Callable[[str, str, str, str, bytes], None] = _unwired
+    start_job: Callable[[str, Callable[..., object], tuple[object, ...]], bool] = _unwired
+    cancel_job: Callable[[str], bool] = _unwired
+    store_apply: Callable[[Sequence[StoreWrite]], None] = _unwired
+    schedule: Callable[[float, Event], None] = _unwired
 
 
 class EffectExecutor:
@@ -61,41 +89,56 @@ class EffectExecutor:
         self._ports = ports
         self._nursery = nursery
         self.executed: dict[str, int] = {}
-        self._table: dict[type[Effect], Callable[[Effect], None]] = {
+        self._table: dict[type[Effect], Callable[[Any, Origin], None]] = {
             MineOn: self._mine_on,
-            StopMining: lambda e: ports.stop_mining(),
-            PublishBlock: self._publish_block,
-            PublishTx: self._publish_tx,
-            SubmitTx: self._submit_tx,
-            ScheduleAt: self._schedule_at,
+            StopMining: lambda e, o: ports.stop_mining(),
+            PublishBlock: lambda e, o: self._spawn(e, ports.publish_block, e.block),
+            PublishTx: lambda e, o: self._spawn(e, ports.publish_tx, e.tx),
+            SubmitTx: lambda e, o: self._spawn(e, ports.submit_tx, e.tx),
+            ScheduleAt: lambda e, o: ports.schedule(e.when, e.event),
             LogEvent: self._log,
+            SubmitCall: lambda e, o: ports.submit_call(*o, e.call_id, e.kind, e.payload),
+            RunJob: self._start_job,
+            CancelJob: self._cancel_job,
+            StorePut: lambda e, o: ports.store_apply([(o[0], e.key, e.value)]),
+            StoreDelete: lambda e, o: ports.store_apply([(o[0], e.key, None)]),
         }
 
     def handles(self) -> frozenset[type[Effect]]:
         """The effect types this executor knows."""
         return frozenset(self._table)
 
-    def run(self, effects: list[Effect]) -> None:
-        """Carry out ``effects`` in order."""
+    def run(self, effects: Sequence[Effect], origin: Origin = NODE) -> None:
+        """Carry out ``effects`` (all asked for by ``origin``) in order."""
         for effect in effects:
-            self._table[type(effect)](effect)
+            self._table[type(effect)](effect, origin)
             self.executed[effect.NAME] = self.executed.get(effect.NAME, 0) + 1
 
-    def _mine_on(self, effect: Effect) -> None:
-        assert isinstance(effect, MineOn)
+    def run_routed(self, routed: Sequence[Routed]) -> None:
+        """Carry out effects returned by dispatch, each for its own role instance."""
+        for item in routed:
+            self.run([item.effect], (item.role.value, item.instance))
+
+    def job_done(self, outcome: JobOutcome) -> None:
+        """Deliver a finished job's outcome to the instance that started it."""
+        role, instance, own_id = outcome.job_id.split(_SEP, 2)
+        if outcome.error is None:
+            self._ports.deliver(JobFinished(role, instance, own_id, outcome.result))
+        else:
+            self._ports.deliver(JobFailed(role, instance, own_id, outcome.error, outcome.detail))
+
+    def _start_job(self, effect: RunJob, origin: Origin) -> None:
+        try:
+            self._ports.start_job(job_key(origin, effect.job_id), effect.fn, effect.args)
+        except UsageError as exc:  # jobs-full: the instance hears it and may retry later
+            self.job_done(JobOutcome(job_key(origin, effect.job_id), error=exc.code,
+                                     detail=exc.detail))
+
+    def _cancel_job(self, effect: CancelJob, origin: Origin) -> None:
+        self._ports.cancel_job(job_key(origin, effect.job_id))
+
+    def _mine_on(self, effect: MineOn, origin: Origin) -> None:
         self._ports.mine_on(effect.parent, effect.gather_ms / 1000)
-
-    def _publish_block(self, effect: Effect) -> None:
-        assert isinstance(effect, PublishBlock)
-        self._spawn(effect, self._ports.publish_block, effect.block)
-
-    def _publish_tx(self, effect: Effect) -> None:
-        assert isinstance(effect, PublishTx)
-        self._spawn(effect, self._ports.publish_tx, effect.tx)
-
-    def _submit_tx(self, effect: Effect) -> None:
-        assert isinstance(effect, SubmitTx)
-        self._spawn(effect, self._ports.submit_tx, effect.tx)
 
     def _spawn(self, effect: Effect, port: BytesPort, raw: bytes) -> None:
         self._nursery.start_soon(self._guarded, effect.NAME, port, raw)
@@ -108,15 +151,6 @@ class EffectExecutor:
             log_event(log, "effect-failed", logging.WARNING, effect=name, code=exc.code,
                       detail=exc.detail)
 
-    def _schedule_at(self, effect: Effect) -> None:
-        assert isinstance(effect, ScheduleAt)
-        self._nursery.start_soon(self._deliver_at, effect.when, effect.event)
-
-    async def _deliver_at(self, when: int, event: Event) -> None:
-        await trio.sleep(max(0.0, when - time.time()))
-        self._ports.deliver(event)
-
-    def _log(self, effect: Effect) -> None:
-        assert isinstance(effect, LogEvent)
+    def _log(self, effect: LogEvent, origin: Origin) -> None:
         fields: dict[str, Any] = dict(effect.fields)
         log_event(log, effect.event, logging.INFO, **fields)

@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
@@ -26,7 +27,7 @@ from crowdmesh.chain.layout import P_TX
 from crowdmesh.chain.mempool import Mempool
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.daemon.api import JsonObj
-from crowdmesh.daemon.views import block_view, header_view, parse_hex, tx_view
+from crowdmesh.daemon.views import block_view, header_view, parse_hex, receipt_view, tx_view
 from crowdmesh.errors import DecodeError, NotFound, ValidationError
 from crowdmesh.p2p.messages import (
     MAX_BLOCKS_PER_REQUEST,
@@ -261,14 +262,23 @@ class Ledger:
         return view
 
     def tx_lookup(self, txid_hex: str) -> JsonObj:
-        """A pooled or confirmed transaction. Raises ``NotFound("tx-not-found")``."""
+        """A pooled or confirmed transaction; a confirmed one adds its receipt's ``gas`` and
+        ``events`` (see ``views.receipt_view``), unless its block was connected before receipts
+        were stored (then both are absent until ``reindex``).
+
+        Raises:
+            NotFound: ``tx-not-found``. UsageError: ``bad-hex``, ``corrupt-store``.
+        """
         txid = parse_hex(txid_hex, 32, "txid")
         pooled = self.mempool.get(txid)
         if pooled is not None:
             return {**tx_view(pooled), "status": "pending"}
         tx, block_hash, height = self.chain.get_transaction(txid)
-        return {**tx_view(tx), "status": "confirmed", "block": block_hash.hex(),
+        view = {**tx_view(tx), "status": "confirmed", "block": block_hash.hex(),
                 "height": height, "confirmations": self.chain.height - height + 1}
+        with contextlib.suppress(NotFound):  # an old store's block without receipts
+            view.update(receipt_view(self.chain.tx_receipt(txid)))
+        return view
 
     def balance(self, account_hex: str) -> JsonObj:
         """Head-state balance and next nonce of an account, plus ``pending_nonce``."""

@@ -17,16 +17,38 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 
 from crowdmesh.chain.block import Block, BlockHeader, mine
+from crowdmesh.chain.chain import ImportResult, ImportStatus
+from crowdmesh.daemon.api import JsonObj, MiningMode
+from crowdmesh.daemon.ledger import Ledger
+from crowdmesh.daemon.logs import log_event, log_reject
+from crowdmesh.errors import UsageError, ValidationError
+from crowdmesh.roles.events import (
+    BlockMined,
+    Event,
+    GenerateRequested,
+    MiningModeSet,
+    MiningStopped,
+)
 
-__all__ = ["DEFAULT_BATCH", "MiningRunner", "MiningStats", "search_nonce"]
+__all__ = [
+    "DEFAULT_BATCH",
+    "MAX_GENERATE",
+    "MAX_GENERATE_STALLS",
+    "BlockProducer",
+    "MiningRunner",
+    "MiningStats",
+    "search_nonce",
+]
 
 log = logging.getLogger("crowdmesh.mining")
+node_log = logging.getLogger("crowdmesh.node")  # block-mined & co. read as the node's events
 
 DEFAULT_BATCH = 20_000
 TEMPLATE_REFRESH_S = 1.0
@@ -37,6 +59,8 @@ TemplateFn = Callable[[bytes], Block | None]
 no longer known (the search then stops until the next head)."""
 FoundFn = Callable[[Block], Awaitable[None]]
 StoppedFn = Callable[[bytes], None]
+Deliver = Callable[[Event], None]
+Imported = Callable[[ImportResult, str], None]
 
 
 @dataclass
@@ -129,3 +153,121 @@ class MiningRunner:
     def _finish(self, scope: trio.CancelScope) -> None:
         if self._scope is scope:
             self._scope = None
+
+
+MAX_GENERATE = 10_000
+MAX_GENERATE_STALLS = 3  # stops without a block before generate fails (retries are RETRY_S apart)
+
+
+class BlockProducer:
+    """The node's mining: templates from the ledger, found blocks into the chain, ``generate``
+    and the mining mode (implements :class:`crowdmesh.daemon.api.MiningService`).
+
+    A search that ends without a block joining the chain (no template, our block rejected or
+    not connected) while the head is still its parent is reported to the miner role
+    (``MiningStopped``), which retries; ``generate`` gives up with ``mining-stalled`` after
+    :data:`MAX_GENERATE_STALLS` such stops in a row, so it never waits forever.
+    """
+
+    def __init__(self, ledger: Ledger, miner: bytes, is_miner: bool, deliver: Deliver,
+                 imported: Imported, publish_block: Callable[[bytes], Awaitable[None]]) -> None:
+        self._ledger = ledger
+        self.miner = miner
+        self.is_miner = is_miner
+        self._deliver = deliver
+        self._imported = imported
+        self._publish_block = publish_block
+        # why bounded: a node mining for months must not grow; generate needs ≤ MAX_GENERATE
+        self._mined: deque[str] = deque(maxlen=MAX_GENERATE)
+        self.mined_count = 0
+        self._stalls = 0
+        self._stall_code = ""
+        self._changed = trio.Event()  # a block mined or a search stopped
+        self.runner: MiningRunner
+
+    def attach(self, nursery: trio.Nursery) -> MiningRunner:
+        """Create the search runner in the node's nursery."""
+        self.runner = MiningRunner(nursery, self._template, self._on_mined,
+                                   on_stopped=self._on_search_stopped)
+        return self.runner
+
+    def _template(self, parent: bytes) -> Block | None:
+        try:
+            return self._ledger.template(parent, self.miner, int(time.time()))
+        except ValidationError as exc:
+            log_event(node_log, "mining-paused", logging.WARNING, code=exc.code)
+            self._stall_code = exc.code
+            return None
+
+    def _on_search_stopped(self, parent: bytes) -> None:
+        self._search_stopped(parent, self._stall_code or "no-template")
+
+    def _search_stopped(self, parent: bytes, code: str) -> None:
+        """A search on ``parent`` ended without a block: tell the miner role, wake generate."""
+        if parent != self._ledger.chain.head_hash:
+            return  # why: the head moved on, and the new head has restarted the search
+        self._stalls += 1
+        self._stall_code = code
+        self._wake()
+        self._deliver(MiningStopped(parent))
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _on_mined(self, block: Block) -> None:
+        try:
+            result = self._ledger.import_block(block, int(time.time()))
+        except ValidationError as exc:
+            log_reject(node_log, exc.code, block=block.hash.hex(), source="miner")
+            self._search_stopped(block.header.parent, exc.code)
+            return
+        if result.status is not ImportStatus.CONNECTED:
+            # usually a race lost to a peer's block (the new head restarts mining); if the
+            # head is still our parent, nothing would
+            self._search_stopped(block.header.parent, f"mined-block-{result.status.value}")
+            return
+        log_event(node_log, "block-mined", height=block.height, hash=block.hash.hex(),
+                  txs=len(block.txs))
+        self._imported(result, "miner")
+        self._mined.append(block.hash.hex())
+        self.mined_count += 1
+        self._wake()
+        self._deliver(BlockMined(block.hash, block.height))
+        await self._publish_block(block.encode())
+
+    # -- MiningService ----------------------------------------------------------------------
+
+    def set_mining(self, mode: MiningMode) -> JsonObj:
+        """Switch the mining mode (``off``, ``continuous``, ``on-demand``)."""
+        self._need_miner()
+        self._deliver(MiningModeSet(mode))
+        return {"mining": mode}
+
+    async def generate(self, n_blocks: int) -> list[str]:
+        """Mine ``n_blocks`` blocks now (any mode) and return their hashes.
+
+        Raises:
+            UsageError: ``not-a-miner``; ``bad-generate-count``; ``mining-stalled`` when
+                :data:`MAX_GENERATE_STALLS` searches in a row ended without a block (the role
+                keeps retrying the blocks still asked for).
+        """
+        self._need_miner()
+        if not 0 < n_blocks <= MAX_GENERATE:
+            raise UsageError("bad-generate-count", f"1..{MAX_GENERATE}")
+        start = progress = self.mined_count
+        stalls = self._stalls
+        self._deliver(GenerateRequested(n_blocks))
+        while self.mined_count < start + n_blocks:
+            await self._changed.wait()
+            if self.mined_count > progress:
+                progress, stalls = self.mined_count, self._stalls
+            elif self._stalls - stalls >= MAX_GENERATE_STALLS:
+                raise UsageError("mining-stalled", f"{self.mined_count - start} of {n_blocks} "
+                                 f"blocks mined; the search keeps stopping: {self._stall_code}")
+        newer = self.mined_count - start  # ours are the first n of the blocks mined since
+        return list(self._mined)[-newer:][:n_blocks]
+
+    def _need_miner(self) -> None:
+        if not self.is_miner:
+            raise UsageError("not-a-miner", "add \"miner\" to roles in the config")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from crowdmesh.daemon.api import NodeControl, PeerControl
+from crowdmesh.daemon.api import Services
 from crowdmesh.daemon.config import RELOADABLE, NodeConfig, load_config
 from crowdmesh.daemon.control import ControlServer, EventHub, NodeSlot
 from crowdmesh.daemon.logs import adopt_library_loggers, log_event, set_level, setup_logging
@@ -62,10 +62,10 @@ class _Daemon:
         self.stopping = True
         log_event(log, "stopping", reason=reason)
         sd_notify("STOPPING=1")
-        if self.slot.node is None:
+        if self.slot.services is None:
             self.nursery.cancel_scope.cancel()
             return
-        self.slot.node.request_stop()
+        self.slot.services.node.request_stop()
         self.nursery.cancel_scope.deadline = min(
             self.nursery.cancel_scope.deadline, trio.current_time() + STOP_GRACE_S)
 
@@ -103,15 +103,15 @@ class _Daemon:
         Raises:
             CrowdmeshError: the node refused a change (e.g. ``not-a-miner``).
         """
-        node = self.slot.node
-        if new.mining_mode != self.cfg.mining_mode and node is not None:
-            node.set_mining(new.mining_mode)
-        if new.bootstrap != self.cfg.bootstrap and isinstance(node, PeerControl):
-            node.set_bootstrap(new.bootstrap)
+        services = self.slot.services
+        if new.mining_mode != self.cfg.mining_mode and services is not None:
+            services.mining.set_mining(new.mining_mode)
+        if new.bootstrap != self.cfg.bootstrap and services is not None:
+            services.peers.set_bootstrap(new.bootstrap)
         if new.log_level != self.cfg.log_level:
             set_level(new.log_level)  # last: it cannot fail, so a refused change keeps the level
 
-    async def run_node_task(self, task_status: TaskStatus[NodeControl]) -> None:
+    async def run_node_task(self, task_status: TaskStatus[Services]) -> None:
         from crowdmesh.daemon.node import run_node
 
         adopt_library_loggers()  # importing the node imported py-libp2p, which hides its logs
@@ -150,7 +150,7 @@ async def run_daemon(cfg: NodeConfig, config_path: Path | None = None) -> None:
         daemon.nursery = nursery
         await nursery.start(daemon.watch_signals)
         await nursery.start(server.serve, cfg.control_socket)
-        node: NodeControl = await nursery.start(daemon.run_node_task)
-        daemon.slot.node = node
+        services: Services = await nursery.start(daemon.run_node_task)
+        daemon.slot.services = services
         daemon.notify_ready()
     log_event(log, "stopped")

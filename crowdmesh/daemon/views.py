@@ -1,17 +1,29 @@
 """JSON views of chain objects for the control socket (plain dicts, hex strings, ints).
 
 Invariant: pure functions of their arguments; hashes, ids and keys are lowercase hex, amounts
-ints, so the JSON-RPC layer only frames them (``daemon/api.py``).
+ints, so the JSON-RPC layer only frames them (``daemon/api.py``). Contract event values keep
+their type's natural JSON form: bytes → lowercase hex string, int → number, text → string.
 """
 
 from __future__ import annotations
 
 from crowdmesh.chain.block import Block, BlockHeader
+from crowdmesh.chain.contracts import Event
+from crowdmesh.chain.contracts.base import EventValue
+from crowdmesh.chain.rules import Receipt
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.daemon.api import JsonObj
 from crowdmesh.errors import UsageError
 
-__all__ = ["MAX_LISTED_TXIDS", "block_view", "header_view", "parse_hex", "tx_view"]
+__all__ = [
+    "MAX_LISTED_TXIDS",
+    "block_view",
+    "event_view",
+    "header_view",
+    "parse_hex",
+    "receipt_view",
+    "tx_view",
+]
 
 MAX_LISTED_TXIDS = 1000
 
@@ -52,6 +64,20 @@ def tx_view(tx: Transaction) -> JsonObj:
         "fee": tx.fee,
         "size": len(tx.encoded),
     }
+
+
+def _value_view(value: EventValue) -> int | str:
+    return value.hex() if isinstance(value, bytes) else value
+
+
+def event_view(event: Event) -> JsonObj:
+    """A contract event as JSON: ``{"name": str, "fields": [hex str | int | str, ...]}``."""
+    return {"name": event.name, "fields": [_value_view(v) for v in event.fields]}
+
+
+def receipt_view(receipt: Receipt) -> JsonObj:
+    """What a confirmed transaction's receipt adds to its view: ``gas`` and ``events``."""
+    return {"gas": receipt.gas, "events": [event_view(e) for e in receipt.events]}
 
 
 def parse_hex(text: str, size: int | None, what: str) -> bytes:

@@ -1,38 +1,74 @@
-"""The one dispatch table: message or event type tag → (role handler, roles that run it).
+"""The one dispatch table: event type tag → one handler per role, per protocol instance.
 
 Invariants:
-- :data:`DISPATCH` is static (built at import, never mutated). Switching roles per message is a
-  table lookup plus the node's role set, never a flag checked inside a handler.
-- :func:`dispatch` runs the handler once per role the node has among the entry's roles, with
-  that role's state, and returns the new states and the effects in order. An unknown tag or a
-  node without any of the entry's roles is a ``ProtocolViolation`` (``no-handler`` /
-  ``wrong-role``), so the caller can drop and count it.
-- Handlers never raise on well-formed input; the states are immutable, so a failed dispatch
-  leaves the caller's states untouched.
+- :data:`DISPATCH` is static (built at import, never mutated) and has an entry for every event
+  type (an empty one for events no role takes yet), so a forgotten entry fails a test, not
+  production. Switching roles per message is a table lookup plus the node's role set, never a
+  flag checked inside a handler.
+- One event may reach several roles (a worker and a CSP react to the same block with their own
+  code); each role's :class:`Route` names its handler and which of its instances the event
+  concerns (:data:`InstanceKeys`). Roles are visited in a fixed order (by name), instances in
+  key order, so a run is deterministic.
+- Role state is kept per protocol instance (a task id, a report id): ``states[role][key]``.
+  A handler called for an instance that does not exist yet gets ``None`` and creates it by
+  returning a state; returning ``None`` ends (drops) the instance. Singleton roles such as the
+  miner use the instance key ``""``.
+- An event that none of the node's roles takes is a no-op. An event type the table does not
+  list is a bug in the caller (``ProtocolViolation("no-handler")``).
+- Every effect comes back tagged with the role and instance that returned it (:class:`Routed`),
+  so outcomes (call included, job finished) find their way back.
+- Handlers never raise on well-formed input; states are immutable, so a failed dispatch leaves
+  the caller's states untouched.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
 
 from crowdmesh.errors import ProtocolViolation
 from crowdmesh.roles import miner
+from crowdmesh.roles.context import RoleContext, StoreView
 from crowdmesh.roles.effects import Effect
 from crowdmesh.roles.events import (
+    AddressedEvent,
+    BlockConnected,
+    BlockDisconnected,
     BlockMined,
+    CallIncluded,
+    CallRejected,
+    CallReverted,
     CompetingTipSeen,
     Event,
     GenerateRequested,
     HeadChanged,
+    JobFailed,
+    JobFinished,
     MempoolChanged,
     MiningModeSet,
     MiningRetryDue,
     MiningStopped,
+    RolesStarted,
 )
 
-__all__ = ["DISPATCH", "Handler", "Role", "dispatch"]
+__all__ = [
+    "DISPATCH",
+    "IMPLEMENTED_ROLES",
+    "SINGLETON",
+    "Handler",
+    "InstanceKeys",
+    "Role",
+    "RoleStates",
+    "Route",
+    "Routed",
+    "Table",
+    "addressed",
+    "dispatch",
+    "live_instances",
+    "singleton",
+]
 
 
 class Role(enum.Enum):
@@ -44,41 +80,113 @@ class Role(enum.Enum):
     CSP = "csp"
 
 
-Handler = Callable[[Any, Event, miner.RoleContext], tuple[Any, list[Effect]]]
+SINGLETON = ""  # the instance key of a role that has one state per node (the miner)
+Handler = Callable[[Any, Event, RoleContext], tuple[Any, list[Effect]]]
+InstanceKeys = Callable[[Event, Role, frozenset[str]], Iterable[str]]
+RoleStates = Mapping[str, Any]
 
-_MINER = frozenset({Role.MINER})
 
-DISPATCH: Mapping[str, tuple[Handler, frozenset[Role]]] = {
-    HeadChanged.TYPE: (miner.handle_head_changed, _MINER),
-    MempoolChanged.TYPE: (miner.handle_mempool_changed, _MINER),
-    MiningModeSet.TYPE: (miner.handle_mining_mode_set, _MINER),
-    GenerateRequested.TYPE: (miner.handle_generate_requested, _MINER),
-    BlockMined.TYPE: (miner.handle_block_mined, _MINER),
-    CompetingTipSeen.TYPE: (miner.handle_competing_tip_seen, _MINER),
-    MiningStopped.TYPE: (miner.handle_mining_stopped, _MINER),
-    MiningRetryDue.TYPE: (miner.handle_mining_retry_due, _MINER),
+def singleton(event: Event, role: Role, live: frozenset[str]) -> Iterable[str]:
+    """The role's one instance."""
+    return (SINGLETON,)
+
+
+def live_instances(event: Event, role: Role, live: frozenset[str]) -> Iterable[str]:
+    """Every live instance of the role (a head change: each reconciles with the chain)."""
+    return sorted(live)
+
+
+def addressed(event: Event, role: Role, live: frozenset[str]) -> Iterable[str]:
+    """The one instance an outcome event is addressed to, if it is this role's."""
+    assert isinstance(event, AddressedEvent)
+    return (event.instance,) if event.role == role.value else ()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one role takes one event type: its handler, and which instances it concerns."""
+
+    handler: Handler
+    instances: InstanceKeys = singleton
+
+
+class Routed(NamedTuple):
+    """An effect with the role instance that returned it."""
+
+    role: Role
+    instance: str
+    effect: Effect
+
+
+Table = Mapping[str, Mapping[Role, Route]]
+
+
+def _miner(handler: Handler) -> Mapping[Role, Route]:
+    return {Role.MINER: Route(handler)}
+
+
+DISPATCH: Table = {
+    HeadChanged.TYPE: _miner(miner.handle_head_changed),
+    MempoolChanged.TYPE: _miner(miner.handle_mempool_changed),
+    MiningModeSet.TYPE: _miner(miner.handle_mining_mode_set),
+    GenerateRequested.TYPE: _miner(miner.handle_generate_requested),
+    BlockMined.TYPE: _miner(miner.handle_block_mined),
+    CompetingTipSeen.TYPE: _miner(miner.handle_competing_tip_seen),
+    MiningStopped.TYPE: _miner(miner.handle_mining_stopped),
+    MiningRetryDue.TYPE: _miner(miner.handle_mining_retry_due),
+    RolesStarted.TYPE: _miner(miner.handle_roles_started),
+    # Taken by the protocol roles (crowdsfl, spatial) as they land; none of the miner's business.
+    BlockConnected.TYPE: {},
+    BlockDisconnected.TYPE: {},
+    CallIncluded.TYPE: {},
+    CallReverted.TYPE: {},
+    CallRejected.TYPE: {},
+    JobFinished.TYPE: {},
+    JobFailed.TYPE: {},
 }
+
+# Roles a node may be configured with today; the others fail at start (exit 78).
+IMPLEMENTED_ROLES: frozenset[Role] = frozenset({Role.MINER})
+
+
+def _run_role(route: Route, role: Role, states: RoleStates, event: Event,
+              ctx: RoleContext) -> tuple[dict[str, Any], list[Routed]]:
+    new_states = dict(states)
+    effects: list[Routed] = []
+    for key in route.instances(event, role, frozenset(states)):
+        state, produced = route.handler(new_states.get(key), event, ctx)
+        if state is None:
+            new_states.pop(key, None)  # the instance ended (or never began)
+        else:
+            new_states[key] = state
+        effects.extend(Routed(role, key, e) for e in produced)
+    return new_states, effects
 
 
 def dispatch(
-    roles: frozenset[Role], states: Mapping[Role, Any], event: Event, ctx: miner.RoleContext
-) -> tuple[dict[Role, Any], list[Effect]]:
-    """Route ``event`` to its handler for each of the node's roles that takes it.
+    roles: frozenset[Role], states: Mapping[Role, RoleStates], event: Event, ctx: RoleContext,
+    *, table: Table = DISPATCH, stores: Mapping[Role, StoreView] | None = None,
+) -> tuple[dict[Role, RoleStates], list[Routed]]:
+    """Route ``event`` to each of the node's roles that takes it, per instance.
 
+    Args:
+        roles: the node's roles. states: per role, per instance key, the current states.
+        ctx: the context; ``stores`` (when given) replaces its store view per role, so a role
+            reads only its own namespace.
+    Returns:
+        The new states (every role of ``states`` kept, possibly with fewer or more instances)
+        and the effects in order, each tagged with its role instance.
     Raises:
-        ProtocolViolation: ``no-handler`` for an unknown type, ``wrong-role`` when the node
-            has none of the roles the entry names.
+        ProtocolViolation: ``no-handler`` for an event type the table does not list.
     """
-    entry = DISPATCH.get(event.TYPE)
-    if entry is None:
+    routes = table.get(event.TYPE)
+    if routes is None:
         raise ProtocolViolation("no-handler", event.TYPE)
-    handler, allowed = entry
-    mine = sorted(roles & allowed, key=lambda r: r.value)
-    if not mine:
-        raise ProtocolViolation("wrong-role", event.TYPE)
-    new_states = dict(states)
-    effects: list[Effect] = []
-    for role in mine:
-        new_states[role], produced = handler(new_states[role], event, ctx)
+    new_states: dict[Role, RoleStates] = dict(states)
+    effects: list[Routed] = []
+    for role in sorted(roles & routes.keys(), key=lambda r: r.value):
+        role_ctx = ctx if stores is None else replace(ctx, store=stores[role])
+        new_states[role], produced = _run_role(
+            routes[role], role, states.get(role, {}), event, role_ctx)
         effects.extend(produced)
     return new_states, effects

@@ -5,18 +5,31 @@ Invariants:
   pure and never touch the network, the chain store or a clock; ``daemon/effects.py`` is the
   one executor, with one table entry per effect type (:data:`EFFECT_TYPES`).
 - Chain objects travel as their canonical encodings, so an effect is cheap to log and compare.
+- The registry is built from the classes themselves (:func:`effect_types`), and the executor's
+  table is checked against it by a test, so a new effect without an executor fails loudly.
+- Effects that act for a role instance (``SubmitCall``, ``RunJob``, ``CancelJob``,
+  ``StorePut``, ``StoreDelete``) are tagged by the dispatcher with the role and instance that
+  returned them; their outcomes come back to that instance only. Store keys live in the role's
+  own namespace.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import ClassVar
 
-from crowdmesh.roles.events import Event
+from crowdmesh.roles.events import Event, is_defined
 
 __all__ = [
     "EFFECT_TYPES",
+    "CancelJob",
     "Effect",
+    "RunJob",
+    "StoreDelete",
+    "StorePut",
+    "SubmitCall",
+    "effect_types",
     "LogEvent",
     "MineOn",
     "PublishBlock",
@@ -93,6 +106,70 @@ class LogEvent(Effect):
     fields: tuple[tuple[str, str], ...] = ()
 
 
-EFFECT_TYPES: tuple[type[Effect], ...] = (
-    MineOn, StopMining, PublishBlock, PublishTx, SubmitTx, ScheduleAt, LogEvent,
-)
+@dataclass(frozen=True, slots=True)
+class SubmitCall(Effect):
+    """Ask the daemon to send contract call ``kind(payload)`` from the node's account.
+
+    The daemon signs it (pending nonce, minimum fee), keeps it in the role store until it is
+    final, resubmits it after a reorg drops it, and answers with ``CallIncluded`` /
+    ``CallReverted`` / ``CallRejected``. ``call_id`` is unique per role instance; asking again
+    with a known id does nothing, so a role may re-ask after a restart without sending twice.
+    """
+
+    NAME: ClassVar[str] = "submit-call"
+    call_id: str
+    kind: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunJob(Effect):
+    """Run ``fn(*args)`` (pure CPU work) off the event loop; answer ``JobFinished`` with its
+    result or ``JobFailed`` with a reject code. A second request for a running ``job_id`` of
+    the same instance does nothing."""
+
+    NAME: ClassVar[str] = "run-job"
+    job_id: str
+    fn: Callable[..., object]
+    args: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob(Effect):
+    """Cancel job ``job_id`` of this instance; no outcome event follows."""
+
+    NAME: ClassVar[str] = "cancel-job"
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorePut(Effect):
+    """Keep ``value`` at ``key`` in the role's private store (crash-safe, mode 0600, never on
+    chain or in logs) before any later effect of the same batch runs."""
+
+    NAME: ClassVar[str] = "store-put"
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDelete(Effect):
+    """Forget ``key`` in the role's private store."""
+
+    NAME: ClassVar[str] = "store-delete"
+    key: bytes
+
+
+def effect_types() -> tuple[type[Effect], ...]:
+    """Every effect class defined so far (protocol modules may add theirs)."""
+    found: list[type[Effect]] = []
+    todo = list(Effect.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        if "NAME" in cls.__dict__ and is_defined(cls):
+            found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return tuple(found)
+
+
+EFFECT_TYPES: tuple[type[Effect], ...] = effect_types()

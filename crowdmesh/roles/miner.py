@@ -21,6 +21,8 @@ Invariants:
   after :data:`RETRY_S` seconds (``ScheduleAt``) and then mines on the head again: generate and
   on-demand mining never stall, and a persistent failure retries at a bounded rate instead of
   spinning. A stop for another parent (the head moved on meanwhile) changes nothing.
+- The miner is a singleton role: :func:`handle_roles_started` creates its state from the chain
+  view's head and the node's reward address, and keeps an existing state as it is.
 - Handlers are sync, take ``(state, event, ctx)`` and return ``(new_state, effects)``; the state
   is immutable, so a handler that raises leaves the node's state unchanged.
 """
@@ -31,6 +33,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import Effect, MineOn, ScheduleAt, StopMining
 from crowdmesh.roles.events import (
     BlockMined,
@@ -43,6 +46,7 @@ from crowdmesh.roles.events import (
     MiningModeSet,
     MiningRetryDue,
     MiningStopped,
+    RolesStarted,
 )
 
 __all__ = [
@@ -50,7 +54,6 @@ __all__ = [
     "GATHER_MS",
     "RETRY_S",
     "MinerState",
-    "RoleContext",
     "handle_block_mined",
     "handle_competing_tip_seen",
     "handle_generate_requested",
@@ -59,15 +62,9 @@ __all__ = [
     "handle_mining_mode_set",
     "handle_mining_retry_due",
     "handle_mining_stopped",
+    "handle_roles_started",
     "wants_to_mine",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class RoleContext:
-    """What every handler may read besides its state: the time (unix seconds)."""
-
-    now: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +175,12 @@ def handle_mining_retry_due(state: MinerState, event: Event, ctx: RoleContext) -
     """Mine on the head again if still wanted and not already mining."""
     _expect(event, MiningRetryDue)
     return _reconcile(state)
+
+
+def handle_roles_started(state: MinerState | None, event: Event, ctx: RoleContext) -> Result:
+    """Create the miner's state on the head (mode ``off`` until the node sets it)."""
+    _expect(event, RolesStarted)
+    if state is not None:
+        return state, []
+    head = ctx.chain.head()
+    return MinerState(head.hash, head.height, salt=ctx.identity.miner), []

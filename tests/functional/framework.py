@@ -2,8 +2,8 @@
 
 A test subclasses :class:`CrowdmeshTestFramework`, sets ``num_nodes`` etc. in
 ``set_test_params()`` and writes ``async def run_test(self)`` using ``self.nodes`` (a list of
-:class:`crowdmesh.daemon.testnet.NodeHandle`) and the helpers below. A pytest function runs it
-with ``await MyTest().main()``.
+:class:`crowdmesh.daemon.client.harness.NodeHandle`) and the helpers below. A pytest function
+runs it with ``await MyTest().main()``.
 
 Rules:
 Tests that need no subclass use :func:`running_testnet` directly; ``main`` runs on it too, so
@@ -34,8 +34,9 @@ from typing import Any
 
 import trio
 
+from crowdmesh.daemon.client.harness import NodeHandle, Testnet
+from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
 from crowdmesh.daemon.config import load_config, render_config
-from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
 
 log = logging.getLogger("crowdmesh.functional")
 

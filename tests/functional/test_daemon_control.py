@@ -13,8 +13,8 @@ from functools import partial
 import pytest
 import trio
 
+from crowdmesh.daemon.client.rpc import ControlClient, DaemonUnavailable, RpcCallError
 from crowdmesh.daemon.control import MAX_LINE
-from crowdmesh.daemon.rpc_client import ControlClient, DaemonUnavailable, RpcCallError
 from tests.functional.framework import CrowdmeshTestFramework
 
 pytestmark = pytest.mark.functional
@@ -102,7 +102,7 @@ class ControlSocketAbuse(CrowdmeshTestFramework):
 
     async def follow_logs(self, node):
         """``crowdmesh logs -f`` prints the daemon's events as they happen."""
-        cmd = [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(node.socket),
+        cmd = [sys.executable, "-m", "crowdmesh", "--socket", str(node.socket),
                "logs", "-f"]
         send, recv = trio.open_memory_channel(100)
         async with trio.open_nursery() as n:
@@ -129,7 +129,7 @@ class ControlSocketAbuse(CrowdmeshTestFramework):
             proc.terminate()
 
     async def cli(self, node, *args):
-        cmd = [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(node.socket), *args]
+        cmd = [sys.executable, "-m", "crowdmesh", "--socket", str(node.socket), *args]
         proc = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
         assert proc.returncode == 0, proc.stderr.decode()
         return proc.stdout.decode()
@@ -143,6 +143,6 @@ def test_cli_reports_an_inaccessible_socket(tmp_path):
     target = tmp_path / "not-a-socket"
     target.write_text("")
     proc = subprocess.run(
-        [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(target), "peers"],
+        [sys.executable, "-m", "crowdmesh", "--socket", str(target), "peers"],
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and proc.stderr.startswith("error: daemon-not-running")

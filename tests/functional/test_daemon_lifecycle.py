@@ -115,7 +115,7 @@ async def test_stop_rpc_sighup_reload_and_sd_notify():
 
 def test_cli_reports_a_missing_daemon(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "crowdmesh.daemon.cli", "--socket", str(tmp_path / "x.sock"),
+        [sys.executable, "-m", "crowdmesh", "--socket", str(tmp_path / "x.sock"),
          "status"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3
     assert proc.stderr.startswith("error: daemon-not-running:")
@@ -125,7 +125,7 @@ def test_cli_reports_a_missing_daemon(tmp_path):
 def test_bad_config_is_a_one_line_error_with_file_and_line(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('data_dir = "d"\n[mining]\nmode = "warp"\n')
-    proc = subprocess.run([sys.executable, "-m", "crowdmesh.daemon.cli", "daemon", "--config",
+    proc = subprocess.run([sys.executable, "-m", "crowdmesh", "daemon", "--config",
                            str(cfg)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78
     assert proc.stderr == f"error: bad-config: {cfg}:3: mining.mode: must be one of " \
@@ -138,7 +138,7 @@ def test_a_startup_error_inside_the_running_daemon_exits_78(tmp_path):
     try:
         cfg = Path(d) / "n.toml"
         cfg.write_text('data_dir = "data"\ngenesis = "absent.json"\n')
-        proc = subprocess.run([sys.executable, "-m", "crowdmesh.daemon.cli", "daemon",
+        proc = subprocess.run([sys.executable, "-m", "crowdmesh", "daemon",
                                "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     finally:
         shutil.rmtree(d, ignore_errors=True)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.functional
 async def test_make_demo_testnet_runs_and_every_node_agrees() -> None:
     with trio.fail_after(180):
         proc = await trio.run_process(
-            [sys.executable, "-m", "crowdmesh.daemon.demo_testnet", "--seed", "7"],
+            [sys.executable, "-m", "crowdmesh.daemon.client.cli_demo_testnet", "--seed", "7"],
             capture_stdout=True, capture_stderr=True, stdin=subprocess.DEVNULL, check=False)
     out = proc.stdout.decode(errors="replace")
     err = proc.stderr.decode(errors="replace")

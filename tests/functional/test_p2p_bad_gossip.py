@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from crowdmesh.chain import Block, BlockHeader, Transaction
-from crowdmesh.daemon.wallet import TestnetWallet
+from crowdmesh.daemon.client.wallet import TestnetWallet
 from crowdmesh.p2p.messages import NewBlock, TxGossip, encode_message
 from tests.functional.fakepeer import open_fake_peer
 from tests.functional.framework import log, running_testnet, wait_until

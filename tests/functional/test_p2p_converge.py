@@ -7,8 +7,8 @@ import random
 import pytest
 import trio
 
-from crowdmesh.daemon.testnet import Testnet
-from crowdmesh.daemon.wallet import TestnetWallet
+from crowdmesh.daemon.client.harness import Testnet
+from crowdmesh.daemon.client.wallet import TestnetWallet
 from tests.functional.framework import (
     balances,
     log,

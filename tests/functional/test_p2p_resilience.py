@@ -11,9 +11,9 @@ import time
 import pytest
 import trio
 
-from crowdmesh.daemon.rpc_client import RpcCallError
-from crowdmesh.daemon.testnet import NodeHandle
-from crowdmesh.daemon.wallet import TestnetWallet
+from crowdmesh.daemon.client.harness import NodeHandle
+from crowdmesh.daemon.client.rpc import RpcCallError
+from crowdmesh.daemon.client.wallet import TestnetWallet
 from tests.functional.framework import (
     balances,
     log,
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.functional
 
 async def check_db(node: NodeHandle) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
-        [sys.executable, "-m", "crowdmesh.daemon.cli", "check-db", "--config", str(node.config)],
+        [sys.executable, "-m", "crowdmesh", "check-db", "--config", str(node.config)],
         capture_stdout=True, capture_stderr=True, check=False)
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.functional
 
 
 def cm(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "crowdmesh.daemon.cli", *args],
+    return subprocess.run([sys.executable, "-m", "crowdmesh", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

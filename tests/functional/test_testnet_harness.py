@@ -37,11 +37,11 @@ class SplitJoin(CrowdmeshTestFramework):
         await n3.kill()
         await self.net.mine(n0, 3, sync=False)
         proc = await trio.run_process(
-            [sys.executable, "-m", "crowdmesh.daemon.cli", "check-db", "--config",
+            [sys.executable, "-m", "crowdmesh", "check-db", "--config",
              str(n3.config)], capture_stdout=True, capture_stderr=True, check=False)
         assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
         proc = await trio.run_process(
-            [sys.executable, "-m", "crowdmesh.daemon.cli", "--json", "reindex", "--config",
+            [sys.executable, "-m", "crowdmesh", "--json", "reindex", "--config",
              str(n3.config)], capture_stdout=True, capture_stderr=True, check=False)
         assert proc.returncode == 0, proc.stderr.decode()
         assert json.loads(proc.stdout)["height"] == 6  # what n3 had when it was killed

@@ -1,10 +1,11 @@
-"""``make demo`` (crowdmesh.daemon.demo) runs end to end on a small model and reports success."""
+"""``make demo-crypto`` (crowdmesh.daemon.client.cli_demo) runs end to end on a small model and
+reports success."""
 
 from __future__ import annotations
 
 import pytest
 
-from crowdmesh.daemon import demo
+from crowdmesh.daemon.client import cli_demo as demo
 
 
 @pytest.mark.parametrize("profile", ["default", "paper"])

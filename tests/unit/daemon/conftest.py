@@ -1,4 +1,5 @@
-"""Fixtures for the daemon unit tests: a short socket directory and a NodeControl test double."""
+"""Fixtures for the daemon unit tests: a short socket directory and a test double of the node's
+services (``crowdmesh.daemon.api``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from crowdmesh.daemon.api import Services
 from crowdmesh.errors import NotFound, ValidationError
 
 
@@ -21,7 +23,8 @@ def sock_dir():
 
 
 class FakeNode:
-    """In-memory NodeControl for the RPC layer's tests (the functional tests use real daemons)."""
+    """In-memory NodeService, ChainService, MiningService and PeerService at once, for the RPC
+    layer's tests (the functional tests use real daemons); ``services`` offers it as all four."""
 
     def __init__(self, ready=True):
         self.ready = ready
@@ -29,6 +32,11 @@ class FakeNode:
         self.mode = "off"
         self.submitted = []
         self.generate_delay = 0.0
+        self.bootstrap = ()
+
+    @property
+    def services(self):
+        return Services(node=self, chain=self, mining=self, peers=self)
 
     def is_ready(self):
         return self.ready
@@ -69,6 +77,16 @@ class FakeNode:
     async def generate(self, n_blocks):
         await trio.sleep(self.generate_delay)
         return ["cd" * 32] * n_blocks
+
+    async def connect_peer(self, addr):
+        return {"addr": addr, "connected": False}
+
+    async def disconnect_peer(self, peer_id):
+        return {"peer": peer_id, "disconnected": True}
+
+    def set_bootstrap(self, addrs):
+        self.bootstrap = addrs
+        return {"bootstrap": list(addrs)}
 
     def request_stop(self):
         self.stopped = True

@@ -10,16 +10,17 @@ import stat
 import pytest
 
 from crowdmesh.chain.genesis import Genesis
-from crowdmesh.daemon import cli
-from crowdmesh.daemon.config import load_config
-from crowdmesh.daemon.testnet import (
+from crowdmesh.daemon import main as entry
+from crowdmesh.daemon.client import cli
+from crowdmesh.daemon.client.harness import _log_entries
+from crowdmesh.daemon.client.testnet import (
     TestnetSpec,
-    _log_entries,
     choose_ports,
     init_testnet,
     load_layout,
     topology_edges,
 )
+from crowdmesh.daemon.config import load_config
 from crowdmesh.errors import UsageError
 
 
@@ -159,6 +160,6 @@ def test_combined_log_keeps_tracebacks_with_their_event():
 def test_daemon_config_errors_exit_78_with_one_line(tmp_path, capsys):
     cfg = tmp_path / "n.toml"
     cfg.write_text('data_dir = "d"\n[mining]\nmode = "warp"\n')
-    assert cli.main(["daemon", "--config", str(cfg)]) == 78 == cli.EXIT_CONFIG
+    assert entry.main(["daemon", "--config", str(cfg)]) == 78 == cli.EXIT_CONFIG
     err = capsys.readouterr().err
     assert err.startswith("error: bad-config:") and err.count("\n") == 1, err

@@ -12,8 +12,8 @@ import pytest
 import trio
 
 from crowdmesh.daemon import control
+from crowdmesh.daemon.client.rpc import ControlClient, DaemonUnavailable, RpcCallError
 from crowdmesh.daemon.control import ControlServer, EventHub, NodeSlot, bind_control_socket
-from crowdmesh.daemon.rpc_client import ControlClient, DaemonUnavailable, RpcCallError
 from crowdmesh.errors import UsageError
 
 
@@ -22,7 +22,7 @@ async def serving(sock_dir, node, **kw):
     path = sock_dir / "control.sock"
     hub = EventHub()
     hub.bind()
-    server = ControlServer(NodeSlot(node), hub, **kw)
+    server = ControlServer(NodeSlot(node.services), hub, **kw)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, path)
         try:

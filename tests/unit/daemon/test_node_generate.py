@@ -10,8 +10,10 @@ import trio
 
 from crowdmesh.chain import Genesis
 from crowdmesh.daemon.config import NodeConfig
-from crowdmesh.daemon.node import MAX_GENERATE_STALLS, Node, run_node
+from crowdmesh.daemon.mining import MAX_GENERATE_STALLS
+from crowdmesh.daemon.node import run_node
 from crowdmesh.errors import UsageError
+from tests.unit.inprocess import InProcessNode
 
 
 class Sink:
@@ -29,7 +31,7 @@ async def test_generate_gives_up_when_the_search_keeps_stopping(tmp_path: Path) 
                      control_socket=tmp_path / "c.sock", listen="/ip4/127.0.0.1/tcp/0",
                      roles=frozenset({"miner"}))
     async with trio.open_nursery() as nursery:
-        node: Node = await nursery.start(run_node, cfg, Sink())
+        node = InProcessNode(await nursery.start(run_node, cfg, Sink()))
         try:
             with trio.fail_after(10 + 2 * MAX_GENERATE_STALLS), pytest.raises(UsageError) as info:
                 await node.generate(3)

@@ -13,8 +13,8 @@ import pytest
 import trio
 
 from crowdmesh.daemon import runner
+from crowdmesh.daemon.client.rpc import ControlClient, RpcCallError
 from crowdmesh.daemon.config import load_config
-from crowdmesh.daemon.rpc_client import ControlClient, RpcCallError
 from crowdmesh.errors import UsageError
 from tests.unit.daemon.conftest import FakeNode
 
@@ -24,17 +24,6 @@ class SlowStartNode(FakeNode):
         super().__init__(ready=False)
         self.stop_event = trio.Event()
         self.stubborn = stubborn
-        self.bootstrap = ()
-
-    async def connect_peer(self, addr):
-        return {"addr": addr, "connected": False}
-
-    async def disconnect_peer(self, peer_id):
-        return {"peer": peer_id, "disconnected": True}
-
-    def set_bootstrap(self, addrs):
-        self.bootstrap = addrs
-        return {"bootstrap": list(addrs)}
 
     def request_stop(self):
         self.stopped = True
@@ -60,7 +49,7 @@ def daemon_env(sock_dir, monkeypatch):
             nodes.append(config)
             await trio.sleep(0.2)
             node.ready = True
-            task_status.started(node)
+            task_status.started(node.services)
             await node.stop_event.wait()
 
         monkeypatch.setattr("crowdmesh.daemon.node.run_node", fake_run_node)

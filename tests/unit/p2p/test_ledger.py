@@ -177,3 +177,37 @@ def test_tx_fetch_serves_pool_and_gap_buffer_and_knows_what_is_mined() -> None:
     assert led.unknown_txids((t0.txid, t3.txid)) == [t3.txid]  # mined counts as known
     assert led.sync_txs((t0.txid,)).txs == ()  # served from the mempool only, not the chain
     led.check_gossip(TxAnnounce((missing,)))  # the codec is the whole check
+
+
+def test_tx_view_shows_gas_and_events_of_confirmed_txs_only() -> None:
+    import json
+
+    from crowdmesh.chain.layout import P_RECEIPTS
+
+    led = ledger()
+    t0 = tx(0, amount=1234)
+    led.add_tx(t0)
+    pending = led.tx_lookup(t0.txid.hex())
+    assert pending["status"] == "pending" and "events" not in pending and "gas" not in pending
+    block = mined(led, [t0])
+    led.import_block(block, NOW)
+    view = led.tx_lookup(t0.txid.hex())
+    assert view["status"] == "confirmed" and view["gas"] == t0.gas(0)  # recipient is funded
+    assert view["events"] == [{"name": "transferred",
+                               "fields": [KEYS[0].public.hex(), KEYS[1].public.hex(), 1234]}]
+    assert json.loads(json.dumps(view)) == view  # plain JSON: hex strings and ints
+    # a block connected by a version that stored no receipts: the tx shows, without events
+    led.chain.store.write_batch({P_RECEIPTS + block.hash: None})
+    old = led.tx_lookup(t0.txid.hex())
+    assert old["status"] == "confirmed" and "events" not in old and "gas" not in old
+
+
+def test_event_view_renders_bytes_as_hex_and_keeps_ints_and_text() -> None:
+    from crowdmesh.chain import Event, Receipt, TxId
+    from crowdmesh.daemon.views import event_view, receipt_view
+
+    event = Event("key-registered", (b"\xab\x01", "default", 7, -2))
+    assert event_view(event) == {"name": "key-registered",
+                                 "fields": ["ab01", "default", 7, -2]}
+    assert receipt_view(Receipt(TxId(bytes(32)), 21000, (event, Event("x")))) == {
+        "gas": 21000, "events": [event_view(event), {"name": "x", "fields": []}]}

@@ -13,7 +13,8 @@ from crowdmesh.chain import Genesis, make_transaction, transfer_payload
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.crypto.rng import DeterministicRng
 from crowdmesh.daemon.config import NodeConfig
-from crowdmesh.daemon.node import Node, run_node
+from crowdmesh.daemon.node import run_node
+from tests.unit.inprocess import InProcessNode
 
 CHAIN = "nodetest"
 EASY_TARGET = 1 << 250  # about 64 hashes per block: fast, but still real PoW
@@ -58,7 +59,7 @@ async def node_running(tmp: Path, name: str, genesis: Path, bootstrap: tuple[str
                      roles=frozenset({"miner"}), mining_mode=mode)
     sink = Sink()
     async with trio.open_nursery() as nursery:
-        node: Node = await nursery.start(run_node, cfg, sink)
+        node = InProcessNode(await nursery.start(run_node, cfg, sink))
         node.sink = sink  # type: ignore[attr-defined]
         try:
             yield node
@@ -79,7 +80,7 @@ async def meshed_pair(tmp: Path, keys: list[AccountKey]):
         yield a, b
 
 
-async def wait_height(node: Node, height: int, timeout: float = 30.0) -> None:
+async def wait_height(node: InProcessNode, height: int, timeout: float = 30.0) -> None:
     with trio.fail_after(timeout):
         while node.ledger.chain.height < height:
             await node.sink.wait_changed()  # type: ignore[attr-defined]

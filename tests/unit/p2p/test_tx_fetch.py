@@ -19,7 +19,7 @@ from libp2p.peer.id import ID
 from crowdmesh.chain import CONTRACTS, MAX_PAYLOAD_BYTES, make_transaction, transfer_payload
 from crowdmesh.chain.contracts import Event
 from crowdmesh.daemon.config import NodeConfig
-from crowdmesh.daemon.node import Node, run_node
+from crowdmesh.daemon.node import run_node
 from crowdmesh.daemon.txfetch import MISMATCH, UNSERVED
 from crowdmesh.errors import ProtocolViolation
 from crowdmesh.p2p.gossip import TXS
@@ -35,6 +35,7 @@ from crowdmesh.p2p.messages import (
 from crowdmesh.p2p.scoring import PENALTIES
 from crowdmesh.p2p.sync import SYNC_PROTOCOL, read_frame, write_frame
 from tests.functional.fakepeer import open_fake_peer
+from tests.unit.inprocess import InProcessNode
 from tests.unit.p2p.test_node import CHAIN, Sink, funded_keys, wait_height, write_genesis
 
 
@@ -57,7 +58,8 @@ async def node_running(tmp: Path, name: str, genesis: Path, bootstrap: tuple[str
                      mining_mode="on-demand" if miner else "off")
     sink = Sink()
     async with trio.open_nursery() as nursery:
-        node: Node = await nursery.start(partial(run_node, contracts=BLOB_CONTRACTS), cfg, sink)
+        node = InProcessNode(
+            await nursery.start(partial(run_node, contracts=BLOB_CONTRACTS), cfg, sink))
         node.sink = sink  # type: ignore[attr-defined]
         try:
             yield node
@@ -79,7 +81,7 @@ def fake_sync_server(answer):
     return handle
 
 
-async def wait_for(node: Node, cond, timeout: float = 10.0) -> None:
+async def wait_for(node: InProcessNode, cond, timeout: float = 10.0) -> None:
     with trio.fail_after(timeout):
         while not cond():
             with trio.move_on_after(0.05):

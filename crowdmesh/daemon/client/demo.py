@@ -1,6 +1,7 @@
-"""``make demo``: the CrowdSFL crypto walk-through, one worker, the CSP and the requester.
+"""``make demo-crypto``: the CrowdSFL crypto walk-through, one worker, the CSP and the requester.
 
-Run as ``python -m crowdmesh.daemon.demo [--kib K] [--profile default|paper] [--processes P]``:
+Run as ``python -m crowdmesh.daemon.client.cli_demo [--kib K] [--profile default|paper]
+[--processes P]`` (the arguments are parsed there; this module is the walk-through itself):
 1. registers the CSP's and the requester's ElGamal keys with Schnorr proofs of knowledge (and
    shows a rogue requester key h_req = g^x / h_csp being refused), then forms PK = h_csp·h_req;
 2. has a worker encrypt a float32 numpy model (1 MiB by default) under PK;
@@ -14,7 +15,6 @@ slices on the daemon's process pool (:mod:`crowdmesh.daemon.cryptopool`).
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,7 +50,7 @@ from crowdmesh.daemon.cryptopool import ProcessMapper
 from crowdmesh.daemon.rng import SystemRng
 from crowdmesh.errors import ValidationError
 
-__all__ = ["main"]
+__all__ = ["run_walk_through", "walk_through"]
 
 console = Console()
 CSP_ACCOUNT = b"csp-account-id".ljust(32, b"\0")
@@ -194,23 +194,16 @@ def walk_through(profile: Profile, kib: int, mapper: Mapper) -> bool:
     return bool(exact)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the walk-through; returns 0 when the model came back bit-exact."""
-    parser = argparse.ArgumentParser(description="CrowdSFL crypto walk-through")
-    parser.add_argument("--kib", type=int, default=1024, help="model size in KiB (float32)")
-    parser.add_argument("--profile", default="default", choices=["default", "paper"])
-    parser.add_argument(
-        "--processes", type=int, default=1, help="worker processes for chunk slices (1: none)"
-    )
-    args = parser.parse_args(argv)
-    profile = get_profile(args.profile)
+def run_walk_through(kib: int = 1024, profile_name: str = "default", processes: int = 1) -> int:
+    """Run :func:`walk_through` on a ``kib`` KiB model, serially or on ``processes`` processes.
+
+    Returns:
+        The exit status: 0 when the model came back bit-exact, else 1.
+    """
+    profile = get_profile(profile_name)
     console.rule(f"crowdmesh crypto demo — profile {profile.name}")
-    if args.processes <= 1:
-        return 0 if walk_through(profile, args.kib, SERIAL) else 1
-    with ProcessMapper(args.processes) as pool:
+    if processes <= 1:
+        return 0 if walk_through(profile, kib, SERIAL) else 1
+    with ProcessMapper(processes) as pool:
         pool.warm_up()
-        return 0 if walk_through(profile, args.kib, pool) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        return 0 if walk_through(profile, kib, pool) else 1

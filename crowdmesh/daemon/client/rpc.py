@@ -1,4 +1,4 @@
-"""Client of the control socket (used by the CLI, the testnet launcher and the tests).
+"""Client of a daemon's control socket (used by the CLI, the testnet launcher and the tests).
 
 Rule 1: one call is in flight per connection (a lock orders them); notifications that arrive
 between responses are queued, bounded, for :meth:`ControlClient.next_notification`.
@@ -6,6 +6,9 @@ Rule 2: failures to reach the daemon raise :class:`DaemonUnavailable` with a sta
 (``daemon-not-running``, ``control-socket-denied``) and a message that says what to do.
 Rule 3: a JSON-RPC error answer raises :class:`RpcCallError` carrying the numeric code and, for
 node errors, the node's stable reject code.
+Rule 4: the socket is found from an explicit path, else the config file's ``[control] socket``,
+else ``$CROWDMESH_SOCKET``, else :data:`DEFAULT_SOCKET` (systemd's RuntimeDirectory); see
+:func:`resolve_socket`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import os
 import socket as stdlib_socket
 from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -22,10 +28,20 @@ from typing import Any, Final
 import trio
 
 from crowdmesh.daemon.api import JsonObj
+from crowdmesh.daemon.config import load_config
 from crowdmesh.errors import CrowdmeshError, UsageError
 
-__all__ = ["ControlClient", "DaemonUnavailable", "RpcCallError"]
+__all__ = [
+    "DEFAULT_SOCKET",
+    "ControlClient",
+    "DaemonUnavailable",
+    "Endpoint",
+    "RpcCallError",
+    "resolve_socket",
+]
 
+DEFAULT_SOCKET: Final = "/run/crowdmesh/crowdmesh.sock"
+UNBOUNDED_S: Final = 1e9  # a timeout of None or 0 means "wait as long as it takes"
 MAX_REPLY: Final = 64 << 20
 MAX_PENDING_NOTIFICATIONS: Final = 10_000
 
@@ -165,3 +181,54 @@ class ControlClient:
         with trio.fail_after(timeout_s):
             while not (await self.call("ready"))["ready"]:
                 await trio.sleep(poll_s)
+
+
+def resolve_socket(socket: str | Path | None, config: str | Path | None,
+                   environ: Mapping[str, str] | None = None) -> Path:
+    """Where the control socket is (see Rule 4).
+
+    Raises:
+        ConfigError: ``config`` is given (and ``socket`` is not) but cannot be read or parsed.
+    """
+    if socket:
+        return Path(socket)
+    if config:
+        return load_config(config).control_socket
+    env = os.environ if environ is None else environ
+    return Path(env.get("CROWDMESH_SOCKET", DEFAULT_SOCKET))
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A daemon's control socket and the time bound of each call (``None``: unbounded)."""
+
+    socket: Path
+    timeout: float | None = None
+
+    async def call(self, method: str, params: Any = None) -> Any:
+        """One call on a fresh connection, bounded by :attr:`timeout`.
+
+        Raises:
+            RpcCallError: the daemon answered with an error.
+            DaemonUnavailable: the socket cannot be reached or the connection broke.
+            trio.TooSlowError: no answer in time.
+        """
+        with trio.fail_after(self.timeout or UNBOUNDED_S):
+            async with await ControlClient.connect(self.socket) as client:
+                return await client.call(method, params)
+
+    async def wait_ready(self, poll_s: float = 0.1) -> None:
+        """Poll until the daemon answers ``ready``, tolerating a socket that does not exist yet.
+
+        Raises:
+            trio.TooSlowError: not ready within :attr:`timeout`.
+        """
+        with trio.fail_after(self.timeout or UNBOUNDED_S):
+            while True:
+                try:
+                    async with await ControlClient.connect(self.socket) as client:
+                        bound = self.timeout if self.timeout is not None else UNBOUNDED_S
+                        await client.wait_ready(bound, poll_s)
+                        return
+                except DaemonUnavailable:
+                    await trio.sleep(poll_s)

@@ -1,4 +1,7 @@
-"""``python -m crowdmesh.daemon.demo_testnet``: 5 daemons doing real work, then a clean stop.
+"""``make demo``: 5 daemons doing real work, then a clean stop.
+
+Run as ``python -m crowdmesh.daemon.client.cli_demo_testnet [-n 5] [--transfers 40] [--seed 1]
+[--keep]`` (the arguments are parsed there; this module is the demo itself).
 
 What it shows, in order: five daemons start on 127.0.0.1 (line topology, every node a miner
 in ``on-demand`` mode) and converge on genesis; transfers between funded accounts are submitted
@@ -10,7 +13,6 @@ on SIGTERM with exit code 0. The testnet directory is removed unless ``--keep`` 
 
 from __future__ import annotations
 
-import argparse
 import random
 import shutil
 import tempfile
@@ -24,11 +26,12 @@ from rich.console import Console
 from rich.table import Table
 
 from crowdmesh.crypto.identity import AccountKey
-from crowdmesh.daemon.rpc_client import ControlClient
-from crowdmesh.daemon.testnet import NodeHandle, Testnet, TestnetSpec, init_testnet
-from crowdmesh.daemon.wallet import TestnetWallet
+from crowdmesh.daemon.client.harness import NodeHandle, Testnet
+from crowdmesh.daemon.client.rpc import ControlClient
+from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
+from crowdmesh.daemon.client.wallet import TestnetWallet
 
-__all__ = ["main", "run_demo"]
+__all__ = ["run_demo", "run_demo_in_tmp"]
 
 console = Console()
 
@@ -150,26 +153,22 @@ async def run_demo(root: Path, n_nodes: int = 5, transfers: int = 40, seed: int 
     return same
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; exit 0 on success."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("-n", type=int, default=5)
-    parser.add_argument("--transfers", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the testnet directory")
-    args = parser.parse_args(argv)
+def run_demo_in_tmp(n_nodes: int = 5, transfers: int = 40, seed: int = 1,
+                    keep: bool = False) -> int:
+    """Run the demo in a fresh ``/tmp/cmdemo-*`` directory, removed afterwards on success
+    unless ``keep``.
+
+    Returns:
+        The exit status: 0 if every node agreed and stopped cleanly, else 1.
+    """
     root = Path(tempfile.mkdtemp(prefix="cmdemo-", dir="/tmp"))
     ok = False
     try:
-        ok = trio.run(run_demo, root / "tn", args.n, args.transfers, args.seed)
+        ok = trio.run(run_demo, root / "tn", n_nodes, transfers, seed)
     finally:
-        if args.keep or not ok:
+        if keep or not ok:
             console.print(f"testnet kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
     console.print("[green]demo passed[/green]" if ok else "[red]balances differ[/red]")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

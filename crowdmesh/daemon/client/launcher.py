@@ -1,4 +1,5 @@
-"""``crowdmesh testnet up | status | down``: detached daemons managed through pid files.
+"""The testnet launcher behind ``crowdmesh testnet up | status | down``: detached daemons
+managed through pid files.
 
 Rule 1: ``up`` starts each daemon in its own session (so it outlives the launcher and a Ctrl-C
 in the terminal does not reach it), records ``nodeI/daemon.pid``, then waits, bounded and with
@@ -24,8 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crowdmesh.daemon.rpc_client import ControlClient, DaemonUnavailable
-from crowdmesh.daemon.testnet import (
+from crowdmesh.daemon.client.rpc import ControlClient, DaemonUnavailable
+from crowdmesh.daemon.client.testnet import (
     NodeInfo,
     daemon_command,
     degrees,
@@ -113,7 +114,12 @@ async def _heads(root: Path, nodes: list[NodeInfo]) -> list[str | None]:
 
 
 async def up(root: Path, as_json: bool) -> int:
-    """Start every node not already running; wait until all are ready and synced."""
+    """Start every node not already running; wait until all are ready and synced.
+
+    Returns:
+        The exit status: 0 when all are up (the status table is printed), else 1 (the nodes
+        started are stopped again; their logs stay in ``root``).
+    """
     spec, nodes = load_layout(root)
     console = Console(stderr=True)
     pids = {n.index: _read_pid(root, n) or _spawn(root, n) for n in nodes}
@@ -166,7 +172,11 @@ async def _wait_synced(root: Path, nodes: list[NodeInfo], progress: Progress, ta
 
 
 async def show_status(root: Path, as_json: bool) -> int:
-    """Print one row per node: pid, height, head, peers, mempool size."""
+    """Print one row per node: pid, height, head, peers, mempool size.
+
+    Returns:
+        The exit status: 0 if every node answered, else 1.
+    """
     _, nodes = load_layout(root)
     rows = [await _status_row(root, n) for n in nodes]
     if as_json:
@@ -201,7 +211,7 @@ async def _status_row(root: Path, info: NodeInfo) -> dict[str, Any]:
 
 
 async def down(root: Path, as_json: bool) -> int:
-    """SIGTERM every node, wait, SIGKILL stragglers, remove pid files."""
+    """SIGTERM every node, wait, SIGKILL stragglers, remove pid files; return 0."""
     _, nodes = load_layout(root)
     pids = {n.index: _read_pid(root, n) for n in nodes}
     for pid in pids.values():

@@ -1,0 +1,224 @@
+"""Daemon-owned signing: roles ask for contract calls, the daemon signs, sends and follows them.
+
+A role returns ``SubmitCall(call_id, kind, payload)``; :class:`CallService` signs it with the
+node's ``[account]`` key (pending nonce, minimum fee), keeps it until it is final, and answers
+the role instance with ``CallIncluded`` / ``CallReverted`` / ``CallRejected``.
+
+Invariants:
+- Roles never see a secret key: only this module holds the :class:`AccountKey`.
+- A call is written to the role store (namespace ``calls``) WITH its signed transaction before
+  the transaction can leave the node. After a crash the same bytes are resubmitted, so a call
+  is neither lost nor sent twice (the txid is the same); a known ``(role, instance, call_id)``
+  is never signed again.
+- :meth:`CallService.reconcile` runs after every head change and at start. For each call, in
+  signing order: in a main-chain block → ``CallIncluded`` once per block that carries it;
+  previously reported but no longer on the main chain (a reorg) → ``CallReverted``, then it is
+  resubmitted; pooled or waiting for its predecessor → nothing; its nonce used by another
+  transaction → signed again with the pending nonce; refused for good → ``CallRejected``.
+- A refused call whose nonce later calls were signed after leaves a hole that would hold them
+  all back; the service fills it with a self-transfer of 1 (a no-op that costs only its fee), tracked like a call, so
+  the later calls keep their signed bytes (re-signing them could let both versions land).
+- A call is forgotten once its block is :data:`FINAL_DEPTH` deep.
+- The daemon must be the only signer of its account: a transaction signed elsewhere with the
+  same key takes nonces this service does not know about (it then re-signs, see above).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from crowdmesh.chain.codec import expect_array, pack, unpack
+from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
+from crowdmesh.chain.contracts.transfer import transfer_payload
+from crowdmesh.chain.tx import Transaction, make_transaction, minimum_fee
+from crowdmesh.crypto.identity import AccountKey
+from crowdmesh.daemon.ledger import RETRY_LATER, Ledger
+from crowdmesh.daemon.logs import log_event
+from crowdmesh.daemon.rolestore import RoleStore
+from crowdmesh.errors import NotFound, ValidationError
+from crowdmesh.roles.events import CallIncluded, CallRejected, CallReverted, Event
+
+__all__ = ["FINAL_DEPTH", "NS", "CallRecord", "CallService"]
+
+log = logging.getLogger("crowdmesh.calls")
+
+NS = "calls"
+FINAL_DEPTH = 12
+KEEP_CODES = RETRY_LATER | {"mempool-duplicate"}  # the call stays; the next head retries it
+_FILLER = ""  # the role name of the service's own hole-filling transfers (nobody to answer)
+
+Submit = Callable[[Transaction], None]
+Deliver = Callable[[Event], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call in flight, as stored (``raw`` is the signed transaction that stands for it)."""
+
+    seq: int
+    role: str
+    instance: str
+    call_id: str
+    kind: str
+    payload: bytes
+    raw: bytes
+    included_in: bytes = b""  # the block we last reported CallIncluded for
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The identity a role gives the call."""
+        return (self.role, self.instance, self.call_id)
+
+    def encode(self) -> bytes:
+        """Stored form."""
+        return pack([self.role, self.instance, self.call_id, self.kind, self.payload, self.raw,
+                     self.included_in])
+
+    @classmethod
+    def decode(cls, seq: int, data: bytes) -> CallRecord:
+        """Parse a stored record."""
+        f = expect_array(unpack(data, 1 << 22), 7, "call")
+        return cls(seq, f[0], f[1], f[2], f[3], f[4], f[5], f[6])
+
+
+def _seq_key(seq: int) -> bytes:
+    return seq.to_bytes(8, "big")
+
+
+class CallService:
+    """Signs, sends and follows the contract calls of the node's roles."""
+
+    def __init__(self, ledger: Ledger, store: RoleStore, key: AccountKey | None,
+                 submit: Submit, deliver: Deliver) -> None:
+        self._ledger = ledger
+        self._store = store
+        self._key = key
+        self._submit = submit
+        self._deliver = deliver
+        self._calls: dict[int, CallRecord] = {
+            int.from_bytes(k, "big"): CallRecord.decode(int.from_bytes(k, "big"), v)
+            for k, v in store.items(NS)}
+        self._next = max(self._calls, default=0) + 1
+        self.sent = 0
+        self.rejected = 0
+
+    @property
+    def account(self) -> bytes | None:
+        """The node's signing account (public), or None without ``[account]``."""
+        return None if self._key is None else self._key.public
+
+    def in_flight(self) -> int:
+        """Calls not yet final (including hole fillers)."""
+        return len(self._calls)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def request(self, role: str, instance: str, call_id: str, kind: str, payload: bytes) -> None:
+        """Sign and send a role's call (nothing if that call id is already known)."""
+        if any(r.key == (role, instance, call_id) for r in self._calls.values()):
+            return
+        if self._key is None:
+            self._deliver(CallRejected(role, instance, call_id, "no-account",
+                                       "configure [account] key to let roles send calls"))
+            return
+        record = CallRecord(self._next, role, instance, call_id, kind, payload,
+                            self._sign(kind, payload).encode())
+        self._next += 1
+        self._save(record)  # why first: a crash after the send must find the same bytes
+        self._send(record)
+
+    def _sign(self, kind: str, payload: bytes) -> Transaction:
+        assert self._key is not None
+        genesis = self._ledger.genesis
+        nonce = self._ledger.pending_nonce(self._key.public)
+        return make_transaction(self._key, genesis.chain_id, nonce, kind, payload,
+                                minimum_fee(payload, genesis.min_gas_price))
+
+    def _save(self, record: CallRecord) -> None:
+        self._calls[record.seq] = record
+        self._store.apply([(NS, _seq_key(record.seq), record.encode())])
+
+    def _forget(self, record: CallRecord) -> None:
+        del self._calls[record.seq]
+        self._store.apply([(NS, _seq_key(record.seq), None)])
+
+    def _send(self, record: CallRecord) -> None:
+        tx = Transaction.decode(record.raw)
+        try:
+            self._submit(tx)
+        except ValidationError as exc:
+            if exc.code not in KEEP_CODES:
+                self._reject(record, tx, exc)
+            return
+        self.sent += 1
+
+    def _reject(self, record: CallRecord, tx: Transaction, exc: ValidationError) -> None:
+        self.rejected += 1
+        self._forget(record)
+        log_event(log, "call-rejected", logging.WARNING, role=record.role or "-",
+                  call=record.call_id, kind=record.kind, code=exc.code)
+        if record.role != _FILLER:
+            self._deliver(CallRejected(record.role, record.instance, record.call_id, exc.code,
+                                       exc.detail))
+        if tx.nonce >= self._ledger.chain.nonce(tx.sender) and self._waits_on(tx.nonce):
+            self._fill_hole(tx.nonce)
+
+    def _waits_on(self, nonce: int) -> bool:
+        """True iff a call in flight was signed with a nonce above ``nonce``."""
+        return any(Transaction.decode(r.raw).nonce > nonce for r in self._calls.values())
+
+    def _fill_hole(self, nonce: int) -> None:
+        assert self._key is not None
+        genesis = self._ledger.genesis
+        payload = transfer_payload(self._key.public, 1)
+        tx = make_transaction(self._key, genesis.chain_id, nonce, TRANSFER, payload,
+                              minimum_fee(payload, genesis.min_gas_price))
+        record = CallRecord(self._next, _FILLER, "", f"fill-{nonce}", TRANSFER, payload,
+                            tx.encode())
+        self._next += 1
+        self._save(record)
+        self._send(record)
+
+    # -- following --------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Bring every call in line with the main chain (after a head change, and at start)."""
+        for seq in sorted(self._calls):
+            record = self._calls.get(seq)
+            if record is not None:  # an earlier one's hole filler may have changed the set
+                self._reconcile_one(record)
+
+    def _reconcile_one(self, record: CallRecord) -> None:
+        tx = Transaction.decode(record.raw)
+        try:
+            _, block_hash, height = self._ledger.chain.get_transaction(tx.txid)
+        except NotFound:
+            self._not_on_chain(record, tx)
+            return
+        if record.included_in != block_hash:
+            record = replace(record, included_in=block_hash)
+            self._save(record)
+            self._answer(record, CallIncluded(record.role, record.instance, record.call_id,
+                                              tx.txid, block_hash, height))
+        if self._ledger.chain.height - height + 1 >= FINAL_DEPTH:
+            self._forget(record)
+
+    def _not_on_chain(self, record: CallRecord, tx: Transaction) -> None:
+        if record.included_in:
+            record = replace(record, included_in=b"")
+            self._save(record)
+            self._answer(record, CallReverted(record.role, record.instance, record.call_id,
+                                              tx.txid))
+        if not self._ledger.unknown_txids((tx.txid,)):
+            return  # pooled, or waiting for its predecessor in the gap buffer
+        if tx.nonce < self._ledger.chain.nonce(tx.sender):
+            # its nonce went to a transaction we did not sign: sign the call again
+            record = replace(record, raw=self._sign(record.kind, record.payload).encode())
+            self._save(record)
+        self._send(record)
+
+    def _answer(self, record: CallRecord, event: Event) -> None:
+        if record.role != _FILLER:
+            self._deliver(event)
