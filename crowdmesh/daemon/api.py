@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 __all__ = [
+    "AccountService",
     "ChainService",
     "EventSink",
     "JsonObj",
@@ -93,6 +94,17 @@ class PeerService(Protocol):
     def set_bootstrap(self, addrs: tuple[str, ...]) -> JsonObj: ...
 
 
+class AccountService(Protocol):
+    """The node's own account (``[account]``): contract calls the daemon signs and follows, the
+    same path the roles' calls take (the operator's calls are the role ``operator``)."""
+
+    def account(self) -> JsonObj: ...
+
+    def call(self, kind: str, payload_hex: str, call_id: str) -> JsonObj: ...
+
+    def pay(self, to_hex: str, amount: int, call_id: str) -> JsonObj: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Every service a running node offers; one field per feature."""
@@ -101,3 +113,4 @@ class Services:
     chain: ChainService
     mining: MiningService
     peers: PeerService
+    account: AccountService

@@ -34,19 +34,21 @@ from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.chain.tx import Transaction, make_transaction, minimum_fee
 from crowdmesh.crypto.identity import AccountKey
+from crowdmesh.daemon.api import JsonObj
 from crowdmesh.daemon.ledger import RETRY_LATER, Ledger
 from crowdmesh.daemon.logs import log_event
 from crowdmesh.daemon.rolestore import RoleStore
-from crowdmesh.errors import NotFound, ValidationError
+from crowdmesh.errors import NotFound, UsageError, ValidationError
 from crowdmesh.roles.events import CallIncluded, CallRejected, CallReverted, Event
 
-__all__ = ["FINAL_DEPTH", "NS", "CallRecord", "CallService"]
+__all__ = ["FINAL_DEPTH", "NS", "OPERATOR", "AccountApi", "CallRecord", "CallService"]
 
 log = logging.getLogger("crowdmesh.calls")
 
 NS = "calls"
 FINAL_DEPTH = 12
 KEEP_CODES = RETRY_LATER | {"mempool-duplicate"}  # the call stays; the next head retries it
+OPERATOR = "operator"  # the role name of calls the operator asks for through the socket
 _FILLER = ""  # the role name of the service's own hole-filling transfers (nobody to answer)
 
 Submit = Callable[[Transaction], None]
@@ -116,18 +118,42 @@ class CallService:
     # -- requests ---------------------------------------------------------------------------
 
     def request(self, role: str, instance: str, call_id: str, kind: str, payload: bytes) -> None:
-        """Sign and send a role's call (nothing if that call id is already known)."""
-        if any(r.key == (role, instance, call_id) for r in self._calls.values()):
-            return
+        """Sign and send a role's call (nothing if that call id is already known); a refusal
+        comes back to the instance as ``CallRejected``."""
         if self._key is None:
             self._deliver(CallRejected(role, instance, call_id, "no-account",
                                        "configure [account] key to let roles send calls"))
             return
+        self._request(role, instance, call_id, kind, payload)
+
+    def request_now(self, role: str, call_id: str, kind: str, payload: bytes) -> CallRecord:
+        """The operator's form of :meth:`request`: returns the call, raises a refusal.
+
+        Raises:
+            UsageError: ``no-account``. ValidationError: the call was refused (stable code).
+        """
+        if self._key is None:
+            raise UsageError("no-account", "configure [account] key in the daemon's config")
+        record, refusal = self._request(role, "", call_id, kind, payload)
+        if refusal is not None:
+            raise refusal
+        return record
+
+    def _request(self, role: str, instance: str, call_id: str, kind: str,
+                 payload: bytes) -> tuple[CallRecord, ValidationError | None]:
+        known = next((r for r in self._calls.values() if r.key == (role, instance, call_id)),
+                     None)
+        if known is not None:
+            return known, None
         record = CallRecord(self._next, role, instance, call_id, kind, payload,
                             self._sign(kind, payload).encode())
         self._next += 1
         self._save(record)  # why first: a crash after the send must find the same bytes
-        self._send(record)
+        return record, self._send(record)
+
+    def calls(self) -> list[CallRecord]:
+        """The calls in flight, in signing order."""
+        return [self._calls[seq] for seq in sorted(self._calls)]
 
     def _sign(self, kind: str, payload: bytes) -> Transaction:
         assert self._key is not None
@@ -144,15 +170,18 @@ class CallService:
         del self._calls[record.seq]
         self._store.apply([(NS, _seq_key(record.seq), None)])
 
-    def _send(self, record: CallRecord) -> None:
+    def _send(self, record: CallRecord) -> ValidationError | None:
+        """Submit the call's transaction; the refusal if it was refused for good."""
         tx = Transaction.decode(record.raw)
         try:
             self._submit(tx)
         except ValidationError as exc:
-            if exc.code not in KEEP_CODES:
-                self._reject(record, tx, exc)
-            return
+            if exc.code in KEEP_CODES:
+                return None
+            self._reject(record, tx, exc)
+            return exc
         self.sent += 1
+        return None
 
     def _reject(self, record: CallRecord, tx: Transaction, exc: ValidationError) -> None:
         self.rejected += 1
@@ -222,3 +251,39 @@ class CallService:
     def _answer(self, record: CallRecord, event: Event) -> None:
         if record.role != _FILLER:
             self._deliver(event)
+
+
+class AccountApi:
+    """The control socket's ``AccountService``: the operator's calls through the same path."""
+
+    def __init__(self, calls: CallService, ledger: Ledger) -> None:
+        self._calls = calls
+        self._ledger = ledger
+
+    def account(self) -> JsonObj:
+        """The signing account, its balance and nonces, and every call in flight."""
+        account = self._calls.account
+        view: JsonObj = {"account": None if account is None else account.hex()}
+        if account is not None:
+            view.update(self._ledger.balance(account.hex()))
+        view["calls"] = [_call_view(r) for r in self._calls.calls()]
+        return view
+
+    def call(self, kind: str, payload_hex: str, call_id: str) -> JsonObj:
+        """Send contract call ``kind(payload)`` from the node's account (idempotent by id)."""
+        record = self._calls.request_now(OPERATOR, call_id, kind, bytes.fromhex(payload_hex))
+        return _call_view(record)
+
+    def pay(self, to_hex: str, amount: int, call_id: str) -> JsonObj:
+        """Transfer ``amount`` to ``to_hex`` from the node's account (idempotent by id)."""
+        to = bytes.fromhex(to_hex)
+        if len(to) != 32:
+            raise UsageError("bad-hex", "to must be a 32-byte account id (64 hex characters)")
+        return self.call(TRANSFER, transfer_payload(to, amount).hex(), call_id)
+
+
+def _call_view(record: CallRecord) -> JsonObj:
+    tx = Transaction.decode(record.raw)
+    return {"role": record.role or "-", "instance": record.instance, "call_id": record.call_id,
+            "kind": record.kind, "txid": tx.txid.hex(), "nonce": tx.nonce,
+            "included_in": record.included_in.hex() or None}

@@ -36,7 +36,7 @@ from crowdmesh.chain.mempool import Mempool
 from crowdmesh.chain.store_sqlite import SqliteStore
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.api import EventSink, JsonObj, Services
-from crowdmesh.daemon.calls import CallService
+from crowdmesh.daemon.calls import AccountApi, CallService
 from crowdmesh.daemon.chainfeed import ChainApi, ChainFeed
 from crowdmesh.daemon.chainsync import ChainSync
 from crowdmesh.daemon.chainview import LedgerChainView
@@ -110,7 +110,7 @@ class Node:
         for task in (self.intake.run, relay.run, self.sync.run, self.fetcher.run):
             nursery.start_soon(task)
         self.services = Services(self, ChainApi(self.ledger, self.feed), self.producer,
-                                 PeerApi(net))
+                                 PeerApi(net), AccountApi(self.calls, self.ledger))
         self._start_roles()
 
     def _start_effects(self, nursery: trio.Nursery, relay: TxRelay) -> None:

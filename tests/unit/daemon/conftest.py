@@ -36,7 +36,7 @@ class FakeNode:
 
     @property
     def services(self):
-        return Services(node=self, chain=self, mining=self, peers=self)
+        return Services(node=self, chain=self, mining=self, peers=self, account=self)
 
     def is_ready(self):
         return self.ready
@@ -90,6 +90,15 @@ class FakeNode:
 
     def request_stop(self):
         self.stopped = True
+
+    def account(self):
+        return {"account": None, "calls": []}
+
+    def call(self, kind, payload_hex, call_id):
+        return {"call_id": call_id, "kind": kind, "txid": "ab" * 32}
+
+    def pay(self, to_hex, amount, call_id):
+        return self.call("transfer", to_hex, call_id)
 
 
 @pytest.fixture

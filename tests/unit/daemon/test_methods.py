@@ -16,6 +16,7 @@ from crowdmesh.daemon.control import ControlServer, EventHub, NodeSlot
 from crowdmesh.daemon.methods import (
     Method,
     RpcError,
+    account,
     bind_params,
     call_handler,
     chain,
@@ -31,12 +32,13 @@ from crowdmesh.errors import NotFound, ValidationError
 from tests.unit.daemon.conftest import FakeNode
 
 FEATURE_TABLES = {"node": node.METHODS, "chain": chain.METHODS, "mining": mining.METHODS,
-                  "peers": peers.METHODS}
+                  "peers": peers.METHODS, "account": account.METHODS}
 SAMPLE_PARAMS = {
     "status": [], "peers": [], "connect": ["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWfake"],
     "disconnect": ["12D3KooWfake"], "head": [], "block": [3], "mempool": [],
     "submit_tx": ["aa11"], "tx": ["ab"], "balance": ["ee" * 32], "set_mining": ["continuous"],
-    "generate": [2],
+    "generate": [2], "account": [], "account_call": ["transfer", "aa", "c1"],
+    "account_pay": ["ee" * 32, 5, "c2"],
 }
 SERVER_OWN = {"ready", "stop", "methods", "subscribe", "unsubscribe"}
 
