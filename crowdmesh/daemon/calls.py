@@ -16,8 +16,9 @@ Invariants:
   resubmitted; pooled or waiting for its predecessor → nothing; its nonce used by another
   transaction → signed again with the pending nonce; refused for good → ``CallRejected``.
 - A refused call whose nonce later calls were signed after leaves a hole that would hold them
-  all back; the service fills it with a self-transfer of 1 (a no-op that costs only its fee), tracked like a call, so
-  the later calls keep their signed bytes (re-signing them could let both versions land).
+  all back; the service fills it with a self-transfer of 1 (a no-op that costs only its fee),
+  tracked like a call, so the later calls keep their signed bytes (re-signing them could let
+  both versions land).
 - A call is forgotten once its block is :data:`FINAL_DEPTH` deep.
 - The daemon must be the only signer of its account: a transaction signed elsewhere with the
   same key takes nonces this service does not know about (it then re-signs, see above).

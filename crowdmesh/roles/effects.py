@@ -15,8 +15,8 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar
 
 from crowdmesh.roles.events import Event, is_defined
@@ -25,18 +25,18 @@ __all__ = [
     "EFFECT_TYPES",
     "CancelJob",
     "Effect",
-    "RunJob",
-    "StoreDelete",
-    "StorePut",
-    "SubmitCall",
-    "effect_types",
     "LogEvent",
     "MineOn",
     "PublishBlock",
     "PublishTx",
+    "RunJob",
     "ScheduleAt",
     "StopMining",
+    "StoreDelete",
+    "StorePut",
+    "SubmitCall",
     "SubmitTx",
+    "effect_types",
 ]
 
 

@@ -25,7 +25,15 @@ from typing import Final
 
 import trio
 
-from crowdmesh.daemon.client import cli_chain, cli_db, cli_keys, cli_mining, cli_node, cli_testnet
+from crowdmesh.daemon.client import (
+    cli_account,
+    cli_chain,
+    cli_db,
+    cli_keys,
+    cli_mining,
+    cli_node,
+    cli_testnet,
+)
 from crowdmesh.daemon.client.cli_command import Command, CommandGroup, Invocation, Options
 from crowdmesh.daemon.client.exits import (
     EXIT_CONFIG,
@@ -58,6 +66,7 @@ GROUPS: Final[tuple[CommandGroup, ...]] = (
     cli_keys.GROUP,
     cli_db.GROUP,
     cli_testnet.GROUP,
+    cli_account.GROUP,
 )
 
 

@@ -164,7 +164,7 @@ def _node_config(root: Path, spec: TestnetSpec, info: NodeInfo, bootstrap: Seque
         control_socket=node_dir / "control.sock",
         listen=f"/ip4/127.0.0.1/tcp/{info.port}", bootstrap=tuple(bootstrap),
         roles=frozenset({"miner"}), mining_mode=spec.mining_mode, miner_account=info.account,
-        log_level=spec.log_level,
+        log_level=spec.log_level, account_key="miner",  # the daemon signs its roles' calls
     )
     return render_config(cfg)
 
