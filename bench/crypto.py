@@ -20,7 +20,7 @@ Runs are interleaved (powmod baseline, then each step) and reported as median an
 average is printed before and after, because the machine is shared.
 
 With ``--processes P`` (default 2; 0 to skip) a third table runs the default profile with the
-daemon's process pool (``crowdmesh.daemon.cryptopool.ProcessMapper``) over chunk slices; the
+daemon's process pool (``crowdmesh.daemon.jobs.ProcessMapper``) over chunk slices; the
 JSON then also has ``parallel_*_kb_s`` keys. The targets are for one process.
 """
 
@@ -55,7 +55,7 @@ from crowdmesh.crypto import (
     task_keys,
 )
 from crowdmesh.crypto._mapper import SERIAL, Mapper
-from crowdmesh.daemon.cryptopool import ProcessMapper
+from crowdmesh.daemon.jobs import ProcessMapper
 from crowdmesh.daemon.rng import SystemRng
 
 console = Console(width=120)

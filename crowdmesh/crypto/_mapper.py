@@ -3,7 +3,7 @@
 Invariants:
 - The pure core never starts threads or processes. Functions with per-chunk work take a
   ``mapper``; :data:`SERIAL` (the default) runs jobs in order in the calling thread. The daemon
-  may pass a process-pool mapper (``crowdmesh.daemon.cryptopool``) with the same interface.
+  may pass a process-pool mapper (``crowdmesh.daemon.jobs``) with the same interface.
 - Jobs are top-level functions of picklable arguments, and carry all their randomness with them
   (the caller draws it from its ``rng`` first), so results do not depend on the mapper: the
   same seed gives the same ciphertexts serially or in parallel.

@@ -21,7 +21,7 @@ CLIENT = "crowdmesh.daemon.client"
 # Daemon modules both sides use; anything else in crowdmesh.daemon is the server.
 SHARED_DAEMON = frozenset(
     f"crowdmesh.daemon.{m}"
-    for m in ("api", "config", "keystore", "rng", "views", "cryptopool", "jobs", "logs")
+    for m in ("api", "config", "keystore", "rng", "views", "jobs", "logs")
 )
 # The CLI layer: the only modules that may import argparse.
 CLI_LAYER_PREFIX = f"{CLIENT}.cli"

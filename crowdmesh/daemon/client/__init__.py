@@ -7,7 +7,7 @@ daemons, ``harness`` for daemons owned by a trio nursery) and the demos.
 
 Rule 1 (one direction): this package imports nothing of the server side of
 ``crowdmesh.daemon``; only the shared modules ``api``, ``config``, ``keystore``, ``rng``,
-``views``, ``cryptopool``, ``jobs`` and ``logs``, and anything outside ``crowdmesh.daemon``.
+``views``, ``jobs`` and ``logs``, and anything outside ``crowdmesh.daemon``.
 The one module that joins client and server is ``crowdmesh.daemon.main``.
 Rule 2 (no argparse in libraries): ``argparse`` is imported only by ``cli`` and the ``cli_*``
 modules; every other function takes typed parameters.

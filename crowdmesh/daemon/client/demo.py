@@ -10,7 +10,7 @@ Run as ``python -m crowdmesh.daemon.client.cli_demo [--kib K] [--profile default
 4. has the requester verify the proof, decrypt, decode, and compare the model bit for bit.
 Randomness comes from the OS CSPRNG (:class:`~crowdmesh.daemon.rng.SystemRng`). Sizes and
 timings are printed as tables; long steps show progress bars. ``--processes 2`` runs the chunk
-slices on the daemon's process pool (:mod:`crowdmesh.daemon.cryptopool`).
+slices on the daemon's process pool (:mod:`crowdmesh.daemon.jobs`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from crowdmesh.crypto._mapper import SERIAL, Mapper
 from crowdmesh.crypto.csp import BUNDLE_ID_BYTES
 from crowdmesh.crypto.elgamal import decrypt
 from crowdmesh.crypto.proofs import verify_reencryption
-from crowdmesh.daemon.cryptopool import ProcessMapper
+from crowdmesh.daemon.jobs import ProcessMapper
 from crowdmesh.daemon.rng import SystemRng
 from crowdmesh.errors import ValidationError
 

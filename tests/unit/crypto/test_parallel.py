@@ -19,7 +19,7 @@ from crowdmesh.crypto import (
 from crowdmesh.crypto._mapper import SERIAL
 from crowdmesh.crypto.proofs import _combine
 from crowdmesh.crypto.rng import DeterministicRng
-from crowdmesh.daemon.cryptopool import ProcessMapper
+from crowdmesh.daemon.jobs import ProcessMapper
 from crowdmesh.errors import DecodeError
 
 
