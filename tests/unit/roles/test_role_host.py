@@ -257,3 +257,49 @@ def test_the_registry_refuses_a_reused_tag():
             event_types()
     finally:
         del module.Twin  # type: ignore[attr-defined]
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _bad_input(x: int) -> int:
+    raise ValidationError("bad-model", f"cannot evaluate {x}")
+
+
+async def test_a_role_job_runs_off_the_loop_and_its_outcome_comes_back_to_the_instance(
+        tmp_path):
+    from crowdmesh.daemon.jobs import JobPool
+    from crowdmesh.roles import RunJob
+
+    heard: list = []
+
+    def start(state, event, ctx):
+        return "running", [RunJob("sq", _square, (12,)), RunJob("bad", _bad_input, (3,))]
+
+    def done(state, event, ctx):
+        heard.append(event)
+        return state, []
+
+    table = {**DISPATCH,
+             RolesStarted.TYPE: {Role.CSP: Route(start, lambda e, r, live: (TASK,))},
+             JobFinished.TYPE: {Role.CSP: Route(done, addressed)},
+             JobFailed.TYPE: {Role.CSP: Route(done, addressed)}}
+    chain = _chain()
+    async with trio.open_nursery() as nursery:
+        store = RoleStore.open(tmp_path / "roles.sqlite")
+        host = RoleHost(frozenset({Role.CSP}), LedgerChainView(chain),
+                        {Role.CSP: store.view("csp")}, NodeIdentity(None, MINERS[0]), table)
+        executor: EffectExecutor
+        jobs = JobPool(nursery, lambda outcome: executor.job_done(outcome), threads=1)
+        executor = EffectExecutor(EffectPorts(
+            mine_on=_never, stop_mining=_never, publish_block=_never, publish_tx=_never,
+            submit_tx=_never, deliver=host.deliver, start_job=jobs.start,
+            cancel_job=jobs.cancel), nursery)
+        host.attach(executor)
+        host.deliver(RolesStarted())
+        with trio.fail_after(10):
+            while len(heard) < 2:
+                await trio.sleep(0.01)
+    assert JobFinished("csp", TASK, "sq", 144) in heard
+    assert JobFailed("csp", TASK, "bad", "bad-model", "cannot evaluate 3") in heard
