@@ -8,7 +8,8 @@ dicts/lists/str/int, so the RPC layer only frames and validates. Hashes, ids and
 lowercase hex strings; amounts as ints.
 
 Adding a feature (a protocol such as crowdsfl or spatial) means: one service Protocol here, one
-field on :class:`Services`, one method table module. Nothing on ``Node``.
+field on :class:`Services`, one method table module, and one argument where ``Node.attach``
+builds the :class:`Services`. No method on ``Node``.
 
 Log lines, new heads and new transactions reach subscribers through :class:`EventSink`, which
 the node calls without awaiting; the control layer fans out to bounded per-client queues and

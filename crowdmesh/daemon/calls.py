@@ -19,7 +19,10 @@ Invariants:
   all back; the service fills it with a self-transfer of 1 (a no-op that costs only its fee),
   tracked like a call, so the later calls keep their signed bytes (re-signing them could let
   both versions land).
-- A call is forgotten once its block is :data:`FINAL_DEPTH` deep.
+- A call is final once its block is :data:`FINAL_DEPTH` deep: its signed bytes are dropped and
+  a small :class:`FinalCall` (txid, nonce, block) stays under namespace ``calls-final``, so
+  asking again with its id answers the final call instead of paying twice; the newest
+  :data:`MAX_FINAL` are kept. A refused call is forgotten: asking again tries again.
 - The daemon must be the only signer of its account: a transaction signed elsewhere with the
   same key takes nonces this service does not know about (it then re-signs, see above).
 """
@@ -42,12 +45,15 @@ from crowdmesh.daemon.rolestore import RoleStore
 from crowdmesh.errors import NotFound, UsageError, ValidationError
 from crowdmesh.roles.events import CallIncluded, CallRejected, CallReverted, Event
 
-__all__ = ["FINAL_DEPTH", "NS", "OPERATOR", "AccountApi", "CallRecord", "CallService"]
+__all__ = ["FINAL_DEPTH", "MAX_FINAL", "NS", "NS_FINAL", "OPERATOR", "AccountApi", "CallRecord",
+           "CallService", "FinalCall"]
 
 log = logging.getLogger("crowdmesh.calls")
 
 NS = "calls"
+NS_FINAL = "calls-final"
 FINAL_DEPTH = 12
+MAX_FINAL = 4096
 KEEP_CODES = RETRY_LATER | {"mempool-duplicate"}  # the call stays; the next head retries it
 OPERATOR = "operator"  # the role name of calls the operator asks for through the socket
 _FILLER = ""  # the role name of the service's own hole-filling transfers (nobody to answer)
@@ -85,6 +91,56 @@ class CallRecord:
         f = expect_array(unpack(data, 1 << 22), 7, "call")
         return cls(seq, f[0], f[1], f[2], f[3], f[4], f[5], f[6])
 
+    def view(self) -> JsonObj:
+        """The call as the control socket shows it."""
+        tx = Transaction.decode(self.raw)
+        return {"role": self.role or "-", "instance": self.instance, "call_id": self.call_id,
+                "kind": self.kind, "txid": tx.txid.hex(), "nonce": tx.nonce,
+                "included_in": self.included_in.hex() or None, "final": False}
+
+
+@dataclass(frozen=True, slots=True)
+class FinalCall:
+    """What stays of a call once it is final (no payload, no signed bytes)."""
+
+    seq: int
+    role: str
+    instance: str
+    call_id: str
+    kind: str
+    txid: bytes
+    nonce: int
+    block_hash: bytes
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The identity a role gave the call."""
+        return (self.role, self.instance, self.call_id)
+
+    @classmethod
+    def of(cls, record: CallRecord, block_hash: bytes) -> FinalCall:
+        """The final form of ``record``, included in ``block_hash``."""
+        tx = Transaction.decode(record.raw)
+        return cls(record.seq, record.role, record.instance, record.call_id, record.kind,
+                   tx.txid, tx.nonce, block_hash)
+
+    def encode(self) -> bytes:
+        """Stored form."""
+        return pack([self.role, self.instance, self.call_id, self.kind, self.txid, self.nonce,
+                     self.block_hash])
+
+    @classmethod
+    def decode(cls, seq: int, data: bytes) -> FinalCall:
+        """Parse a stored final call."""
+        f = expect_array(unpack(data, 4096), 7, "final call")
+        return cls(seq, f[0], f[1], f[2], f[3], f[4], f[5], f[6])
+
+    def view(self) -> JsonObj:
+        """The call as the control socket shows it."""
+        return {"role": self.role or "-", "instance": self.instance, "call_id": self.call_id,
+                "kind": self.kind, "txid": self.txid.hex(), "nonce": self.nonce,
+                "included_in": self.block_hash.hex(), "final": True}
+
 
 def _seq_key(seq: int) -> bytes:
     return seq.to_bytes(8, "big")
@@ -103,7 +159,11 @@ class CallService:
         self._calls: dict[int, CallRecord] = {
             int.from_bytes(k, "big"): CallRecord.decode(int.from_bytes(k, "big"), v)
             for k, v in store.items(NS)}
-        self._next = max(self._calls, default=0) + 1
+        self._final: dict[tuple[str, str, str], FinalCall] = {}
+        for k, v in store.items(NS_FINAL):
+            final = FinalCall.decode(int.from_bytes(k, "big"), v)
+            self._final[final.key] = final
+        self._next = max([*self._calls, *(f.seq for f in self._final.values())], default=0) + 1
         self.sent = 0
         self.rejected = 0
 
@@ -127,8 +187,8 @@ class CallService:
             return
         self._request(role, instance, call_id, kind, payload)
 
-    def request_now(self, role: str, call_id: str, kind: str, payload: bytes) -> CallRecord:
-        """The operator's form of :meth:`request`: returns the call, raises a refusal.
+    def request_now(self, role: str, call_id: str, kind: str, payload: bytes) -> JsonObj:
+        """The operator's form of :meth:`request`: returns the call's view, raises a refusal.
 
         Raises:
             UsageError: ``no-account``. ValidationError: the call was refused (stable code).
@@ -138,10 +198,13 @@ class CallService:
         record, refusal = self._request(role, "", call_id, kind, payload)
         if refusal is not None:
             raise refusal
-        return record
+        return record.view()
 
     def _request(self, role: str, instance: str, call_id: str, kind: str,
-                 payload: bytes) -> tuple[CallRecord, ValidationError | None]:
+                 payload: bytes) -> tuple[CallRecord | FinalCall, ValidationError | None]:
+        final = self._final.get((role, instance, call_id))
+        if final is not None:
+            return final, None
         known = next((r for r in self._calls.values() if r.key == (role, instance, call_id)),
                      None)
         if known is not None:
@@ -155,6 +218,10 @@ class CallService:
     def calls(self) -> list[CallRecord]:
         """The calls in flight, in signing order."""
         return [self._calls[seq] for seq in sorted(self._calls)]
+
+    def final_calls(self) -> int:
+        """Final calls whose ids are remembered."""
+        return len(self._final)
 
     def _sign(self, kind: str, payload: bytes) -> Transaction:
         assert self._key is not None
@@ -170,6 +237,18 @@ class CallService:
     def _forget(self, record: CallRecord) -> None:
         del self._calls[record.seq]
         self._store.apply([(NS, _seq_key(record.seq), None)])
+
+    def _finalize(self, record: CallRecord, block_hash: bytes) -> None:
+        """Keep only the final form of ``record``, in the same transaction that drops it."""
+        del self._calls[record.seq]
+        final = FinalCall.of(record, block_hash)
+        self._final[final.key] = final
+        writes: list[tuple[str, bytes, bytes | None]] = [
+            (NS, _seq_key(record.seq), None), (NS_FINAL, _seq_key(final.seq), final.encode())]
+        for old in sorted(self._final.values(), key=lambda f: f.seq)[:-MAX_FINAL]:
+            del self._final[old.key]
+            writes.append((NS_FINAL, _seq_key(old.seq), None))
+        self._store.apply(writes)
 
     def _send(self, record: CallRecord) -> ValidationError | None:
         """Submit the call's transaction; the refusal if it was refused for good."""
@@ -227,13 +306,17 @@ class CallService:
         except NotFound:
             self._not_on_chain(record, tx)
             return
+        if record.included_in and record.included_in != block_hash:
+            # a reorg moved it to another block within one import: it left the first one
+            self._answer(record, CallReverted(record.role, record.instance, record.call_id,
+                                              tx.txid))
         if record.included_in != block_hash:
             record = replace(record, included_in=block_hash)
             self._save(record)
             self._answer(record, CallIncluded(record.role, record.instance, record.call_id,
                                               tx.txid, block_hash, height))
         if self._ledger.chain.height - height + 1 >= FINAL_DEPTH:
-            self._forget(record)
+            self._finalize(record, block_hash)
 
     def _not_on_chain(self, record: CallRecord, tx: Transaction) -> None:
         if record.included_in:
@@ -267,13 +350,13 @@ class AccountApi:
         view: JsonObj = {"account": None if account is None else account.hex()}
         if account is not None:
             view.update(self._ledger.balance(account.hex()))
-        view["calls"] = [_call_view(r) for r in self._calls.calls()]
+        view["calls"] = [r.view() for r in self._calls.calls()]
+        view["final_calls"] = self._calls.final_calls()
         return view
 
     def call(self, kind: str, payload_hex: str, call_id: str) -> JsonObj:
         """Send contract call ``kind(payload)`` from the node's account (idempotent by id)."""
-        record = self._calls.request_now(OPERATOR, call_id, kind, bytes.fromhex(payload_hex))
-        return _call_view(record)
+        return self._calls.request_now(OPERATOR, call_id, kind, bytes.fromhex(payload_hex))
 
     def pay(self, to_hex: str, amount: int, call_id: str) -> JsonObj:
         """Transfer ``amount`` to ``to_hex`` from the node's account (idempotent by id)."""
@@ -281,10 +364,3 @@ class AccountApi:
         if len(to) != 32:
             raise UsageError("bad-hex", "to must be a 32-byte account id (64 hex characters)")
         return self.call(TRANSFER, transfer_payload(to, amount).hex(), call_id)
-
-
-def _call_view(record: CallRecord) -> JsonObj:
-    tx = Transaction.decode(record.raw)
-    return {"role": record.role or "-", "instance": record.instance, "call_id": record.call_id,
-            "kind": record.kind, "txid": tx.txid.hex(), "nonce": tx.nonce,
-            "included_in": record.included_in.hex() or None}

@@ -25,7 +25,8 @@ Example::
 
     [mining]
     mode = "on-demand"                # off | continuous | on-demand
-    account = "<64 hex chars>"        # receives block rewards (default: the node's miner key)
+    account = "<64 hex chars>"        # receives block rewards (default: the [account] key's
+                                      # account, else the node's own key)
 
     [account]                         # the key the daemon signs its roles' contract calls with
     key = "node"                      # <data_dir>/keys/node.key (crowdmesh keys new node)

@@ -7,7 +7,9 @@ Invariants:
   started as tasks in the node's nursery, in order; mining control, store writes, calls, jobs
   and timers are applied immediately (they write, start or cancel something and return).
 - Effects run in the order the roles returned them, so a ``StorePut`` before a ``SubmitCall``
-  is on disk before the call can leave the node.
+  is on disk before the call can leave the node. Consecutive store effects of one role in one
+  dispatch (``StorePut``/``StoreDelete``) are written in ONE role-store transaction, so facts
+  that belong together are never half written.
 - Instance effects act for the role instance that returned them (``Routed``): store writes go
   to that role's namespace, call and job outcomes come back addressed to that instance.
 - Errors from outside input inside a spawned effect (``DecodeError``, ``ValidationError``: a
@@ -58,6 +60,21 @@ _SEP = "\x1f"
 
 def _unwired(*args: object) -> Any:
     raise RuntimeError("effect port not wired for this executor")
+
+
+# The value each store effect writes (None deletes); other effects are not store writes.
+_STORE_VALUE: dict[type[Effect], Callable[[Any], bytes | None]] = {
+    StorePut: lambda e: e.value,
+    StoreDelete: lambda e: None,
+}
+
+
+def _store_write(item: Routed) -> StoreWrite | None:
+    """The role-store write an effect stands for (in its role's namespace), if it is one."""
+    value_of = _STORE_VALUE.get(type(item.effect))
+    if value_of is None:
+        return None
+    return (item.role.value, item.effect.key, value_of(item.effect))  # type: ignore[attr-defined]
 
 
 def job_key(origin: Origin, job_id: str) -> str:
@@ -116,8 +133,26 @@ class EffectExecutor:
 
     def run_routed(self, routed: Sequence[Routed]) -> None:
         """Carry out effects returned by dispatch, each for its own role instance."""
+        writes: list[StoreWrite] = []
         for item in routed:
+            write = _store_write(item)
+            if write is not None and (not writes or writes[0][0] == write[0]):
+                writes.append(write)
+                continue
+            self._flush(writes)
+            if write is not None:
+                writes.append(write)
+                continue
             self.run([item.effect], (item.role.value, item.instance))
+        self._flush(writes)
+
+    def _flush(self, writes: list[StoreWrite]) -> None:
+        if writes:
+            self._ports.store_apply(list(writes))
+            for _, _, value in writes:
+                name = StoreDelete.NAME if value is None else StorePut.NAME
+                self.executed[name] = self.executed.get(name, 0) + 1
+            writes.clear()
 
     def job_done(self, outcome: JobOutcome) -> None:
         """Deliver a finished job's outcome to the instance that started it."""

@@ -84,8 +84,9 @@ class RoleHost:
         self.delivered = 0
 
     def attach(self, executor: EffectExecutor) -> None:
-        """Start executing effects (before this, events are held)."""
+        """Start executing effects; events held until now are delivered first, in order."""
         self.executor = executor
+        self._drain()
 
     def state(self, role: Role, instance: str = SINGLETON) -> Any:
         """The state of one role instance (None if it does not exist)."""
@@ -100,6 +101,9 @@ class RoleHost:
         if not self.roles:
             return
         self._queue.append(event)
+        self._drain()
+
+    def _drain(self) -> None:
         if self._busy or self.executor is None:
             return
         self._busy = True

@@ -82,21 +82,27 @@ class Role(enum.Enum):
 
 SINGLETON = ""  # the instance key of a role that has one state per node (the miner)
 Handler = Callable[[Any, Event, RoleContext], tuple[Any, list[Effect]]]
-InstanceKeys = Callable[[Event, Role, frozenset[str]], Iterable[str]]
+InstanceKeys = Callable[[Event, Role, frozenset[str], RoleContext], Iterable[str]]
+"""``(event, role, live instance keys, ctx) -> instance keys``. The context carries the role's
+own store and the chain view, so a role can name instances it kept across a restart (at
+``RolesStarted`` nothing is live yet) or the tasks a block's contract events mention."""
 RoleStates = Mapping[str, Any]
 
 
-def singleton(event: Event, role: Role, live: frozenset[str]) -> Iterable[str]:
+def singleton(event: Event, role: Role, live: frozenset[str],
+              ctx: RoleContext) -> Iterable[str]:
     """The role's one instance."""
     return (SINGLETON,)
 
 
-def live_instances(event: Event, role: Role, live: frozenset[str]) -> Iterable[str]:
+def live_instances(event: Event, role: Role, live: frozenset[str],
+                   ctx: RoleContext) -> Iterable[str]:
     """Every live instance of the role (a head change: each reconciles with the chain)."""
     return sorted(live)
 
 
-def addressed(event: Event, role: Role, live: frozenset[str]) -> Iterable[str]:
+def addressed(event: Event, role: Role, live: frozenset[str],
+              ctx: RoleContext) -> Iterable[str]:
     """The one instance an outcome event is addressed to, if it is this role's."""
     assert isinstance(event, AddressedEvent)
     return (event.instance,) if event.role == role.value else ()
@@ -153,7 +159,7 @@ def _run_role(route: Route, role: Role, states: RoleStates, event: Event,
               ctx: RoleContext) -> tuple[dict[str, Any], list[Routed]]:
     new_states = dict(states)
     effects: list[Routed] = []
-    for key in route.instances(event, role, frozenset(states)):
+    for key in route.instances(event, role, frozenset(states), ctx):
         state, produced = route.handler(new_states.get(key), event, ctx)
         if state is None:
             new_states.pop(key, None)  # the instance ended (or never began)

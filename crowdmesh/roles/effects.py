@@ -172,4 +172,5 @@ def effect_types() -> tuple[type[Effect], ...]:
     return tuple(found)
 
 
+# The built-in effects only (a snapshot at import); :func:`effect_types` is the live registry.
 EFFECT_TYPES: tuple[type[Effect], ...] = effect_types()

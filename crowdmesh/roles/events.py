@@ -164,7 +164,9 @@ class BlockDisconnected(Event):
 @dataclass(frozen=True, slots=True)
 class RolesStarted(Event):
     """The node started serving: every role rebuilds its instances from its store and the chain
-    view (this is the restart path, and the only one)."""
+    view (this is the restart path, and the only one). Nothing is live yet, so a role's route
+    names the instances from ``ctx.store`` / ``ctx.chain`` (instance-key functions get the
+    context)."""
 
     TYPE: ClassVar[str] = "roles-started"
 
@@ -191,7 +193,9 @@ class CallIncluded(AddressedEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallReverted(AddressedEvent):
-    """The block that carried call ``call_id`` left the main chain; the daemon resubmits it."""
+    """The block that carried call ``call_id`` left the main chain (a ``CallIncluded`` for
+    another block follows at once if the same import re-included it); the daemon resubmits it
+    otherwise."""
 
     TYPE: ClassVar[str] = "call-reverted"
     call_id: str
@@ -256,4 +260,6 @@ def event_types() -> dict[str, type[Event]]:
     return table
 
 
+# The built-in events only (a snapshot at import); :func:`event_types` is the live registry
+# that also holds the events protocol modules define.
 EVENT_TYPES: dict[str, type[Event]] = event_types()

@@ -45,6 +45,9 @@ async def test_sigkill_with_a_call_in_flight_then_restart_lands_it_exactly_once(
         assert tx["events"] == [{"name": "transferred", "fields": [account, PAYEE, 25]}]
         assert (await miner.rpc("balance", [account]))["nonce"] == nonce + 1
         await wait_until(lambda: _no_calls(caller), 30, "the call to be final")
+        final = await caller.rpc("account_pay", [PAYEE, 25, "pay-1"])  # asked once more
+        assert final["txid"] == call["txid"] and final["final"] is True
+        assert (await caller.rpc("mempool"))["size"] == 0
         log.info("call %s landed once in %s", call["txid"], tx["block"])
 
 

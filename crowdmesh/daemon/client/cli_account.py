@@ -2,8 +2,9 @@
 
 Rule: ``pay`` and ``call`` are signed by the daemon, not by the CLI (unlike ``send``, which
 signs with a local key file). Each carries an ``--id``; repeating a command with the same id
-returns the call already made, so a retry after a timeout never pays twice. The daemon keeps
-the call until it is final and resubmits it after a restart or a reorg.
+returns the call already made, so a retry after a timeout never pays twice (the daemon
+remembers the ids of its newest 4,096 final calls). The daemon keeps the call until it is final
+and resubmits it after a restart or a reorg; a refused call is forgotten, so its id may retry.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Control-socket method tables: what one JSON-RPC method is, and how tables combine.
 
 Each feature contributes one :data:`MethodTable` in a module of this package (``node``,
-``chain``, ``mining``, ``peers``); ``crowdmesh.daemon.methods.all`` composes them into
+``chain``, ``mining``, ``peers``, ``account``); ``crowdmesh.daemon.methods.all`` composes them into
 ``DEFAULT_METHODS``, and the control server (``crowdmesh.daemon.control``) serves whatever table
 it is given, so a later feature plugs in a table without touching the server.
 

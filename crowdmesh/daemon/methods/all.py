@@ -1,4 +1,4 @@
-"""Every built-in feature's method table, composed: what ``crowdmeshd`` serves by default.
+"""Every built-in feature's method table, composed: what ``crowdmesh daemon`` serves by default.
 
 A separate module from the package ``__init__`` because each feature table imports ``Method``
 from there; composing them there would make an import cycle.

@@ -40,7 +40,7 @@ class Answer(AddressedEvent):
     value: int
 
 
-def _by_task(event, role, live):
+def _by_task(event, role, live, ctx):
     return (event.task,)
 
 

@@ -37,6 +37,7 @@ from crowdmesh.roles import (
     Role,
     RolesStarted,
     Route,
+    StorePut,
     SubmitCall,
     TxOutcome,
     addressed,
@@ -60,7 +61,13 @@ class Probe:
 
 def _start(state, event, ctx):
     state = state or Probe(calls=(("c1", TRANSFER, transfer_payload(PAYEE, 7)),))
-    return state, [SubmitCall(cid, kind, payload) for cid, kind, payload in state.calls]
+    remember = StorePut(b"task/" + TASK.encode(), b"")  # so a restart finds the instance
+    return state, [remember, *(SubmitCall(cid, kind, payload) for cid, kind, payload in
+                               state.calls)]
+
+
+def _kept_tasks(event, role, live, ctx):
+    return [key[len(b"task/"):].decode() for key, _ in ctx.store.items(b"task/")]
 
 
 def _included(state, event, ctx):
@@ -75,10 +82,10 @@ def _rejected(state, event, ctx):
     return replace(state, rejected=(*state.rejected, event.code)), []
 
 
-def _table(start=_start):
+def _table(start=_start, keys=lambda e, r, live, ctx: (TASK,)):
     return {
         **DISPATCH,
-        RolesStarted.TYPE: {Role.WORKER: Route(start, lambda e, r, live: (TASK,))},
+        RolesStarted.TYPE: {Role.WORKER: Route(start, keys)},
         CallIncluded.TYPE: {Role.WORKER: Route(_included, addressed)},
         CallReverted.TYPE: {Role.WORKER: Route(_reverted, addressed)},
         CallRejected.TYPE: {Role.WORKER: Route(_rejected, addressed)},
@@ -162,13 +169,32 @@ async def test_a_crash_with_a_call_in_flight_neither_loses_nor_repeats_it(tmp_pa
         rig = Rig(chain, tmp_path / "roles.sqlite", nursery, _table())
         txid = next(iter(rig.ledger.mempool.transactions())).txid
         rig.store.close()  # the process dies: the mempool is gone, the role store stays
-        rig = Rig(chain, tmp_path / "roles.sqlite", nursery, _table())  # re-asks for "c1"
+        # the role finds its instance in its store alone, and re-asks for "c1"
+        rig = Rig(chain, tmp_path / "roles.sqlite", nursery, _table(keys=_kept_tasks))
+        assert rig.host.instances(Role.WORKER) == [TASK]
         assert [tx.txid for tx in rig.ledger.mempool.transactions()] == [txid]
         for _ in range(FINAL_DEPTH):
             rig.mine()
         assert rig.chain.balance(PAYEE) == 7 and rig.chain.nonce(KEYS[0].public) == 1
         assert rig.probe().included == (rig.chain.get_hash_at(1),)
-        assert rig.calls.in_flight() == 0  # final, forgotten
+        assert rig.calls.in_flight() == 0 and rig.calls.final_calls() == 1
+        rig.calls.request("worker", TASK, "c1", TRANSFER, transfer_payload(PAYEE, 7))
+        assert len(rig.ledger.mempool) == 0  # a final call's id is remembered: no second send
+
+
+async def test_a_reorg_that_moves_a_call_to_another_block_reports_both(tmp_path):
+    async with trio.open_nursery() as nursery:
+        rig = Rig(_chain(), tmp_path / "roles.sqlite", nursery, _table())
+        call_tx = tuple(rig.ledger.mempool.transactions())
+        rig.mine()
+        first = rig.chain.head_hash
+        fork = _chain()  # a heavier branch that carries the same transaction
+        for txs in (call_tx, (), ()):
+            block = next_block(fork, txs, MINERS[1])
+            fork.import_block(block, NOW)
+            rig.import_(block)
+        assert rig.probe().included == (first, fork.get_hash_at(1))
+        assert rig.probe().reverted == 1
 
 
 def _claim(state, tx, ctx):
@@ -282,7 +308,7 @@ async def test_a_role_job_runs_off_the_loop_and_its_outcome_comes_back_to_the_in
         return state, []
 
     table = {**DISPATCH,
-             RolesStarted.TYPE: {Role.CSP: Route(start, lambda e, r, live: (TASK,))},
+             RolesStarted.TYPE: {Role.CSP: Route(start, lambda e, r, live, ctx: (TASK,))},
              JobFinished.TYPE: {Role.CSP: Route(done, addressed)},
              JobFailed.TYPE: {Role.CSP: Route(done, addressed)}}
     chain = _chain()
@@ -303,3 +329,23 @@ async def test_a_role_job_runs_off_the_loop_and_its_outcome_comes_back_to_the_in
                 await trio.sleep(0.01)
     assert JobFinished("csp", TASK, "sq", 144) in heard
     assert JobFailed("csp", TASK, "bad", "bad-model", "cannot evaluate 3") in heard
+
+
+async def test_consecutive_store_effects_of_a_role_are_one_transaction():
+    from crowdmesh.roles import LogEvent, Routed, StoreDelete
+
+    applied: list = []
+    logged = LogEvent("between")
+    routed = [Routed(Role.CSP, TASK, StorePut(b"perm", b"1")),
+              Routed(Role.CSP, TASK, StorePut(b"key", b"2")),
+              Routed(Role.WORKER, TASK, StorePut(b"mine", b"3")),  # another namespace
+              Routed(Role.WORKER, TASK, logged),
+              Routed(Role.WORKER, TASK, StoreDelete(b"mine"))]
+    async with trio.open_nursery() as nursery:
+        executor = EffectExecutor(EffectPorts(
+            mine_on=_never, stop_mining=_never, publish_block=_never, publish_tx=_never,
+            submit_tx=_never, deliver=_never, store_apply=applied.append), nursery)
+        executor.run_routed(routed)
+    assert applied == [[("csp", b"perm", b"1"), ("csp", b"key", b"2")],
+                       [("worker", b"mine", b"3")], [("worker", b"mine", None)]]
+    assert executor.executed == {"store-put": 3, "log": 1, "store-delete": 1}
