@@ -52,6 +52,7 @@ from crowdmesh.chain.layout import (
 )
 from crowdmesh.chain.queries import ChainQueries
 from crowdmesh.chain.rules import (
+    HashAt,
     HeaderInfo,
     Receipt,
     apply_block,
@@ -140,6 +141,17 @@ class _Plan:
     writes: dict[bytes, bytes | None]
     acc: int
     receipts: dict[BlockHash, tuple[Receipt, ...]]
+
+
+def _ancestors_in(view: _Overlay, height: int) -> HashAt:
+    """Ancestor hashes of a block at ``height`` being connected in ``view``: the plan has
+    already moved the main-chain height index to this block's branch below it."""
+
+    def hash_at(h: int) -> BlockHash | None:
+        raw = view.get(height_key(h)) if 0 <= h < height else None
+        return None if raw is None else BlockHash(raw)
+
+    return hash_at
 
 
 class Chain(ChainQueries):
@@ -431,7 +443,8 @@ class Chain(ChainQueries):
         return the new accumulator and the block's receipts."""
         state = State(view.state_get)
         try:
-            receipts = apply_block(state, block, self.genesis, self.contracts)
+            receipts = apply_block(state, block, self.genesis, self.contracts,
+                                   hash_at=_ancestors_in(view, block.height))
         except ValidationError as exc:
             raise _ConnectFailed(entry.hash, exc.code) from exc
         changes, previous = state.diff()

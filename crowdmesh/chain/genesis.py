@@ -11,9 +11,13 @@ Invariants:
   disagree on any parameter disagree on block 0.
 - Every transaction pays: ``min_gas_price >= 1``, so a fee is at least the 21000 base gas and a
   never-funded account cannot write state for free.
-- Issuance is bounded so no balance can leave u64: ``alloc_total + block_reward ×
-  ISSUANCE_BLOCKS <= U64_MAX`` (rewards never grow, so the supply stays in u64 for at least
-  ``ISSUANCE_BLOCKS`` blocks, ≈ 1360 years at 10 s; halving only lowers it).
+- Issuance is bounded so no balance can leave u64: ``alloc_total + (block_reward +
+  spatial.issuance_per_block) × ISSUANCE_BLOCKS <= U64_MAX`` (rewards never grow, so the supply
+  stays in u64 for at least ``ISSUANCE_BLOCKS`` blocks, ≈ 1360 years at 10 s; halving only
+  lowers it; the spatial contract mints at most ``issuance_per_block`` per block).
+- ``spatial`` holds the spatial-crowdsourcing constants (:class:`SpatialParams`); a genesis file
+  without the ``spatial`` object (written before it existed) gets the defaults. The parameters
+  hash always commits to them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from crowdmesh.chain.block import EMPTY_ROOT, MAX_BLOCK_BYTES, MAX_TARGET, BlockHeader
 from crowdmesh.chain.codec import U64_MAX, Address, BlockHash, pack
+from crowdmesh.chain.spatial_params import DEFAULT_SPATIAL, SpatialParams
 from crowdmesh.chain.state import Account, account_key, muhash_of, state_root
 from crowdmesh.errors import DecodeError
 
@@ -55,6 +60,7 @@ class Genesis:
         fee_burn_bps: basis points of every fee that are burned; the miner gets the rest.
         max_block_bytes: consensus cap on an encoded block.
         alloc: initial balances, sorted by account id.
+        spatial: spatial-crowdsourcing constants (report types, R, K, windows, rewards…).
     """
 
     chain_id: str
@@ -70,6 +76,7 @@ class Genesis:
     fee_burn_bps: int = 0
     max_block_bytes: int = 4 * 1024 * 1024
     alloc: tuple[tuple[Address, int], ...] = ()
+    spatial: SpatialParams = DEFAULT_SPATIAL
 
     def __post_init__(self) -> None:
         problems = [n for n in _INT_FIELDS if not 0 <= getattr(self, n) <= U64_MAX]
@@ -90,8 +97,9 @@ class Genesis:
         if list(self.alloc) != sorted(dict(self.alloc).items()) or any(
                 len(a) != 32 or not 0 < b <= U64_MAX for a, b in self.alloc):
             problems.append("alloc (sorted, unique, 32-byte ids, positive balances)")
-        if sum(b for _, b in self.alloc) + self.block_reward * ISSUANCE_BLOCKS > U64_MAX:
-            problems.append("alloc total + block_reward × 2**32 exceeds u64")
+        minted = (self.block_reward + self.spatial.issuance_per_block) * ISSUANCE_BLOCKS
+        if sum(b for _, b in self.alloc) + minted > U64_MAX:
+            problems.append("alloc total + (block_reward + spatial issuance) × 2**32 exceeds u64")
         if problems:
             raise DecodeError("bad-genesis", ", ".join(problems))
 
@@ -120,7 +128,7 @@ class Genesis:
         """SHA-256 over the canonical encoding of every parameter."""
         fields_ = [getattr(self, n) for n in _INT_FIELDS]
         data = pack([self.chain_id, self.target.to_bytes(32, "big"), fields_,
-                     [[a, b] for a, b in self.alloc]])
+                     [[a, b] for a, b in self.alloc], self.spatial.encode()])
         return BlockHash(hashlib.sha256(b"crowdmesh/genesis/1\x00" + data).digest())
 
     def header(self) -> BlockHeader:
@@ -138,6 +146,7 @@ class Genesis:
         obj["chain_id"] = self.chain_id
         obj["target"] = f"0x{self.target:064x}"
         obj["alloc"] = {a.hex(): b for a, b in self.alloc}
+        obj["spatial"] = self.spatial.to_obj()
         return json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -152,6 +161,8 @@ class Genesis:
         except ValueError as exc:
             raise DecodeError("bad-genesis", str(exc)) from exc
         names = {f.name for f in fields(cls)}
+        if isinstance(obj, dict) and "spatial" not in obj:
+            obj["spatial"] = SpatialParams().to_obj()  # a file from before spatial parameters
         if not isinstance(obj, dict) or set(obj) != names:
             raise DecodeError("bad-genesis", "want exactly the fields " + ", ".join(sorted(names)))
         return cls(**_parse_fields(obj))
@@ -178,4 +189,5 @@ def _parse_fields(obj: dict[str, Any]) -> dict[str, Any]:
         raise DecodeError("bad-genesis", "balances are integers")
     out["chain_id"] = chain_id
     out["alloc"] = tuple((Address(a), v) for a, v in pairs)
+    out["spatial"] = SpatialParams.from_obj(obj["spatial"])
     return out

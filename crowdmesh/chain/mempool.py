@@ -138,7 +138,7 @@ class Mempool:
         """The context of a dry run: as if in the next block, at the head's time."""
         chain = self.chain
         return TxContext(chain.genesis.chain_id, chain.height + 1, chain.head.timestamp,
-                         chain.head_hash, tx.txid)
+                         chain.head_hash, tx.txid, chain.genesis, chain.main_hash_at)
 
     def _make_room(self, tx: Transaction, evict: bool = True) -> None:
         """Evict cheaper queue tails (if ``evict``) until ``tx`` fits, or raise ``mempool-full``."""

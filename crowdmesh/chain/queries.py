@@ -110,6 +110,12 @@ class ChainQueries:
             raise NotFound("block-not-found", f"height {height}")
         return BlockHash(raw)
 
+    def main_hash_at(self, height: int) -> BlockHash | None:
+        """Main-chain hash at ``height``, or None outside 0..head (a ``TxContext.hash_at`` for
+        a transaction in the next block)."""
+        raw = self.store.get(height_key(height)) if 0 <= height <= self.height else None
+        return None if raw is None else BlockHash(raw)
+
     def get_block_by_height(self, height: int) -> Block:
         """The main-chain block at ``height``."""
         return self.get_block(self.get_hash_at(height))

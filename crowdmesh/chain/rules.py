@@ -44,6 +44,7 @@ __all__ = [
     "MAX_RECEIPT_BYTES",
     "MAX_RECEIPT_EVENTS",
     "MEDIAN_SPAN",
+    "HashAt",
     "HeaderInfo",
     "Lookup",
     "Receipt",
@@ -55,6 +56,7 @@ __all__ = [
     "check_tx",
     "median_time_past",
     "next_target",
+    "no_history",
     "pay_miner",
     "validate_body",
     "validate_detached",
@@ -124,6 +126,12 @@ class HeaderInfo:
 
 
 Lookup = Callable[[BlockHash], HeaderInfo]
+HashAt = Callable[[int], BlockHash | None]  # an ancestor's hash by height (TxContext.hash_at)
+
+
+def no_history(height: int) -> BlockHash | None:
+    """A ``HashAt`` that knows no ancestors (a context outside any chain)."""
+    return None
 
 
 def _walk(start: HeaderInfo, lookup: Lookup, n: int) -> list[HeaderInfo]:
@@ -287,12 +295,14 @@ def apply_tx(state: State, tx: Transaction, ctx: TxContext,
 
 def apply_block_tx(state: State, tx: Transaction, genesis: Genesis,
                    contracts: Mapping[str, Contract], height: int, timestamp: int,
-                   parent: BlockHash, verify: bool = True) -> Receipt:
+                   parent: BlockHash, verify: bool = True,
+                   hash_at: HashAt = no_history) -> Receipt:
     """Check and apply one transaction of a block at ``height`` (blocks and templates share
-    this, so a template is built by exactly the rules that validate it)."""
+    this, so a template is built by exactly the rules that validate it). ``hash_at`` gives the
+    block's ancestors by height (see ``TxContext``)."""
     if verify:
         check_tx(tx, genesis, contracts)
-    ctx = TxContext(genesis.chain_id, height, timestamp, parent, tx.txid)
+    ctx = TxContext(genesis.chain_id, height, timestamp, parent, tx.txid, genesis, hash_at)
     return apply_tx(state, tx, ctx, contracts)
 
 
@@ -307,7 +317,8 @@ def pay_miner(state: State, genesis: Genesis, height: int, miner: bytes,
 
 
 def apply_block(state: State, block: Block, genesis: Genesis,
-                contracts: Mapping[str, Contract], verify: bool = True) -> list[Receipt]:
+                contracts: Mapping[str, Contract], verify: bool = True,
+                hash_at: HashAt = no_history) -> list[Receipt]:
     """Apply every transaction, then pay the miner reward plus unburned fees.
 
     ``verify=False`` skips the stateless transaction checks (used only when rebuilding from
@@ -315,6 +326,6 @@ def apply_block(state: State, block: Block, genesis: Genesis,
     """
     h = block.header
     receipts = [apply_block_tx(state, tx, genesis, contracts, h.height, h.timestamp, h.parent,
-                               verify) for tx in block.txs]
+                               verify, hash_at) for tx in block.txs]
     pay_miner(state, genesis, h.height, h.miner, block.txs)
     return receipts

@@ -61,7 +61,7 @@ def _fill(chain: Chain, state: State, parent: HeaderInfo, timestamp: int,
             continue
         try:
             gas += apply_block_tx(state, tx, chain.genesis, chain.contracts, parent.height + 1,
-                                  timestamp, parent.hash).gas
+                                  timestamp, parent.hash, hash_at=chain.main_hash_at).gas
         except ValidationError as exc:
             skipped.append((tx.txid, exc.code))
             continue

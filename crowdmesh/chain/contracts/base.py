@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crowdmesh.chain.codec import U64_MAX, BlockHash, TxId, expect_array, expect_list, pack, unpack
 from crowdmesh.chain.state import State
 from crowdmesh.chain.tx import MAX_PAYLOAD_BYTES, Transaction
 from crowdmesh.errors import DecodeError, ValidationError
+
+if TYPE_CHECKING:
+    from crowdmesh.chain.genesis import Genesis
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -109,15 +112,27 @@ class Event:
         return cls.from_obj(unpack(data, MAX_EVENT_BYTES))
 
 
+def _no_history(height: int) -> BlockHash | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TxContext:
-    """The block-level facts a contract may depend on."""
+    """The block-level facts a contract may depend on.
+
+    ``hash_at(h)`` is the hash of the ancestor at height ``h`` of the block the transaction is
+    in (None at or above that block's height): the same answer on every node, whatever its
+    head, so a contract may use a past block hash as an unpredictable beacon. ``genesis`` holds
+    the network's parameters (a contract reads its own section).
+    """
 
     chain_id: str
     height: int
     timestamp: int
     block_parent: BlockHash
     txid: TxId
+    genesis: Genesis | None = None
+    hash_at: Callable[[int], BlockHash | None] = _no_history
 
 
 Contract = Callable[[State, Transaction, TxContext], tuple[Event, ...]]

@@ -303,3 +303,32 @@ def test_pooled_orphan_failing_for_now_can_be_imported_again() -> None:
     assert not chain.has_block(ahead.hash) and chain.orphan_bytes() == 0
     later = chain.import_block(ahead, NOW + 3 * 3600)  # not known, not cached as invalid
     assert later.status is ImportStatus.CONNECTED and chain.head_hash == ahead.hash
+
+
+def _beacon_probe(state, tx, ctx):
+    """A contract that reports the ancestor hashes its context gives (TxContext.hash_at)."""
+    from crowdmesh.chain.contracts import Event
+
+    seen = [ctx.hash_at(h) or b"" for h in (0, ctx.height - 1, ctx.height, ctx.height + 1)]
+    return (Event("probed", tuple(seen)),)
+
+
+def test_contracts_see_their_own_branch_ancestors_by_height_during_a_reorg() -> None:
+    from crowdmesh.chain import CONTRACTS, MemoryStore, make_transaction
+
+    contracts = {**CONTRACTS, "probe": _beacon_probe}
+    chain = Chain.open(MemoryStore(), make_genesis(), contracts)
+    fork = Chain.open(MemoryStore(), make_genesis(), contracts)
+    for _ in range(2):
+        chain.import_block(next_block(chain), NOW)
+    probe = make_transaction(KEYS[0], CHAIN_ID, 0, "probe", b"", BASE_FEE)
+    branch = []
+    for txs in ((), (), (probe,)):  # heavier: the probe is connected during the reorg
+        block = next_block(fork, txs, MINERS[1])
+        fork.import_block(block, NOW)
+        branch.append(block)
+    results = [chain.import_block(b, NOW) for b in branch]
+    assert results[-1].reorg
+    (event,) = chain.tx_receipt(probe.txid).events
+    g = chain.get_hash_at(0)
+    assert event.fields == (g, branch[1].hash, b"", b"")  # its branch, never the old one

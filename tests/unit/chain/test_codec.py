@@ -45,8 +45,9 @@ HEADER_HEX = (
 )
 HEADER_HASH_HEX = "14a85f10a41b3f36262030b487c931c58b5c9b656cf5783f0a51ca2a736395e3"
 BLOCK_SHA_HEX = "69e7816985bf0e484f8ac0ab17049a2c49fb4aa1bcec1fb291d93de9dc9717e4"
-GENESIS_JSON_SHA_HEX = "e38fe52802579963eb746152662491be71040912b09c756e6759e308224c9d5e"
-GENESIS_HASH_HEX = "5a56d9b79ff1ee7f25817385b951e145c03d8f8371bf7e3e6d57ee9df2ff3873"
+# Changed on purpose when the genesis gained its spatial parameters (the hash commits to them).
+GENESIS_JSON_SHA_HEX = "69b3ba2d4651be7c3c6493db8ded56bf365cf6ee9482486e0067cf8afa259b61"
+GENESIS_HASH_HEX = "743c792765ddc592300f65f5cea53a0697a41d817deaf001c58e88d6c2ab20f6"
 
 
 def golden_tx() -> Transaction:
@@ -90,6 +91,25 @@ def test_genesis_golden() -> None:
     assert Genesis.from_json(g.to_json()) == g
     assert g.header().parent == g.params_hash()
     assert make_genesis(block_reward=999).header().hash != g.header().hash
+
+
+def test_genesis_spatial_parameters_are_committed_and_default_when_absent() -> None:
+    import json
+
+    from crowdmesh.chain.spatial_params import SpatialParams
+    from crowdmesh.errors import DecodeError
+
+    g = make_genesis()
+    older = json.loads(g.to_json())
+    del older["spatial"]  # a file written before the spatial parameters existed
+    assert Genesis.from_json(json.dumps(older)) == g
+    other = make_genesis(spatial=SpatialParams(committee_k=5))
+    assert other.header().hash != g.header().hash
+    assert Genesis.from_json(other.to_json()) == other
+    for bad in ({"committee_k": 4}, {"alpha_w_permille": 700}, {"report_types": ()},
+                {"radius_m": 0}):
+        with pytest.raises(DecodeError):
+            SpatialParams(**bad)  # type: ignore[arg-type]
 
 
 def test_internal_records_golden() -> None:
