@@ -1,7 +1,8 @@
 """Native contracts: pure functions ``(state, tx, ctx) -> events``, one per transaction kind.
 
 ``CONTRACTS`` is the one registry of transaction kinds; a kind not in it is rejected with
-``bad-tx-kind``. Later contracts (crowdsfl, spatial, rewards) add one line each here.
+``bad-tx-kind``. Each contract adds one line here (``spatial``: the committee's tally and the
+reject record, ``crowdmesh/chain/contracts/spatial/``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ from crowdmesh.chain.contracts.registry import (
     register_key_payload,
     registered_key,
 )
+from crowdmesh.chain.contracts.spatial.contract import (
+    KIND_REJECT as SPATIAL_REJECT,
+)
+from crowdmesh.chain.contracts.spatial.contract import (
+    KIND_TALLY as SPATIAL_TALLY,
+)
+from crowdmesh.chain.contracts.spatial.contract import apply_reject, apply_tally
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import apply_transfer, transfer_payload
 
 __all__ = [
     "CONTRACTS",
     "REGISTER_KEY",
+    "SPATIAL_REJECT",
+    "SPATIAL_TALLY",
     "TRANSFER",
     "Contract",
     "Event",
@@ -34,4 +44,6 @@ __all__ = [
 CONTRACTS: Mapping[str, Contract] = {
     TRANSFER: apply_transfer,
     REGISTER_KEY: apply_register_key,
+    SPATIAL_TALLY: apply_tally,
+    SPATIAL_REJECT: apply_reject,
 }

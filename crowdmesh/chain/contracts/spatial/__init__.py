@@ -1,0 +1,1 @@
+"""Spatial crowdsourcing core (placeholder; the package owner fills in the re-exports)."""
