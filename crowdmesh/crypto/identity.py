@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.pwhash import argon2id
 from nacl.secret import SecretBox
 from nacl.signing import SigningKey, VerifyKey
 
+from crowdmesh.crypto import ecvrf
 from crowdmesh.crypto.rng import Rng
 from crowdmesh.errors import DecodeError, UsageError, ValidationError
 
@@ -35,6 +37,7 @@ __all__ = [
     "SIGNATURE_SIZE",
     "AccountKey",
     "KeyFileInfo",
+    "Signer",
     "decode_account_key",
     "encode_account_key",
     "inspect_account_key",
@@ -69,6 +72,29 @@ class AccountKey:
     def sign(self, message: bytes) -> bytes:
         """Return the 64-byte detached signature of ``message``."""
         return bytes(self._signer.sign(message).signature)
+
+    def vrf_prove(self, alpha: bytes) -> bytes:
+        """The ECVRF proof (RFC 9381, TAI) of ``alpha`` under this key: the account id is also
+        the VRF public key (the same RFC 8032 seed and scalar)."""
+        return ecvrf.prove(self.seed, alpha)
+
+
+class Signer(Protocol):
+    """What signs for an account without handing out its secret: the daemon wraps its
+    ``[account]`` key in one for the roles; an :class:`AccountKey` is one too (tests, tools)."""
+
+    @property
+    def public(self) -> bytes:
+        """The account id (also the VRF public key)."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """A 64-byte Ed25519 signature of ``message``."""
+        ...
+
+    def vrf_prove(self, alpha: bytes) -> bytes:
+        """The 80-byte ECVRF proof of ``alpha``."""
+        ...
 
 
 def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from crowdmesh.chain.block import BlockHeader
 from crowdmesh.chain.chain import Chain
+from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.state import Account
 from crowdmesh.errors import NotFound
 
@@ -52,3 +53,7 @@ class LedgerChainView:
     def contract_state(self, key: bytes) -> bytes | None:
         """A raw head-state value."""
         return self._chain.state_get(key)
+
+    def genesis(self) -> Genesis:
+        """The network's parameters."""
+        return self._chain.genesis

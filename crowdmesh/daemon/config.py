@@ -66,7 +66,8 @@ __all__ = [
 DEFAULT_PORT: Final = 7350
 CHAIN_DB: Final = "chain.sqlite"
 DEFAULT_LISTEN: Final = f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}"
-ROLES: Final = frozenset({"miner", "requester", "csp", "worker"})
+ROLES: Final = frozenset({"miner", "requester", "csp", "worker", "spatial-requester",
+                          "spatial-worker"})
 MINING_MODES: Final[tuple[MiningMode, ...]] = ("off", "continuous", "on-demand")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 RELOADABLE: Final = frozenset({"log_level", "mining_mode", "bootstrap"})

@@ -52,6 +52,7 @@ from crowdmesh.daemon.peerapi import PeerApi
 from crowdmesh.daemon.relay import TxRelay
 from crowdmesh.daemon.rolehost import RoleHost
 from crowdmesh.daemon.rolestore import RoleStore
+from crowdmesh.daemon.signer import KeySigner
 from crowdmesh.daemon.startup import check_roles, load_genesis, load_signer, node_identity
 from crowdmesh.daemon.timers import Timers
 from crowdmesh.daemon.txfetch import TxFetcher
@@ -84,7 +85,8 @@ class Node:
         self.roles = frozenset(Role(r) for r in cfg.roles) | (
             frozenset({Role.MINER}) if cfg.mining_mode != "off" else frozenset())
         self.host = RoleHost(self.roles, LedgerChainView(ledger.chain),
-                             {r: role_store.view(r.value) for r in self.roles}, identity)
+                             {r: role_store.view(r.value) for r in self.roles}, identity,
+                             signer=None if signer is None else KeySigner(signer))
         self._stop = trio.Event()
         self._ready = False
         self.services: Services

@@ -25,6 +25,7 @@ from typing import Any
 from crowdmesh.chain.block import Block
 from crowdmesh.chain.chain import ImportResult
 from crowdmesh.chain.rules import Receipt
+from crowdmesh.crypto.identity import Signer
 from crowdmesh.daemon.effects import EffectExecutor
 from crowdmesh.errors import NotFound
 from crowdmesh.roles.context import ChainView, NodeIdentity, RoleContext, StoreView
@@ -70,11 +71,13 @@ class RoleHost:
 
     def __init__(self, roles: frozenset[Role], chain: ChainView,
                  stores: Mapping[Role, StoreView], identity: NodeIdentity,
-                 table: Table = DISPATCH, clock: Callable[[], float] = time.time) -> None:
+                 table: Table = DISPATCH, clock: Callable[[], float] = time.time,
+                 signer: Signer | None = None) -> None:
         self.roles = roles
         self._chain = chain
         self._stores = stores
         self.identity = identity
+        self._signer = signer
         self._table = table
         self._clock = clock
         self._states: dict[Role, RoleStates] = {role: {} for role in roles}
@@ -115,7 +118,8 @@ class RoleHost:
 
     def _deliver_one(self, event: Event) -> None:
         assert self.executor is not None
-        ctx = RoleContext(int(self._clock()), self._chain, identity=self.identity)
+        ctx = RoleContext(int(self._clock()), self._chain, identity=self.identity,
+                          signer=self._signer)
         self._states, routed = dispatch(self.roles, self._states, event, ctx,
                                         table=self._table, stores=self._stores)
         self.delivered += 1

@@ -9,7 +9,10 @@ Invariants:
   path: block events are hints, the view is the truth.
 - :class:`StoreView` shows only the calling role's own namespace of the role store, so one role
   never reads another's secrets.
-- No secret key ever appears here: the daemon signs a role's contract calls itself.
+- No secret key ever appears here: the daemon signs a role's contract calls itself, and a role
+  that must sign a gossip message (a spatial report, commit or reveal) gets a
+  :class:`~crowdmesh.crypto.identity.Signer` for the node's account, which signs and proves
+  without handing out the key (signing is deterministic, so this stays pure).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from crowdmesh.chain.block import BlockHeader
+from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.state import Account
+from crowdmesh.crypto.identity import Signer
 
-__all__ = ["ChainView", "NodeIdentity", "RoleContext", "StoreView"]
+__all__ = ["ChainView", "NodeIdentity", "RoleContext", "Signer", "StoreView"]
 
 
 class ChainView(Protocol):
@@ -49,6 +54,10 @@ class ChainView(Protocol):
 
     def contract_state(self, key: bytes) -> bytes | None:
         """A contract's raw state value at the head (keys start with the contract's prefix)."""
+        ...
+
+    def genesis(self) -> Genesis:
+        """The network's parameters (a protocol reads its own section, e.g. ``spatial``)."""
         ...
 
 
@@ -85,6 +94,9 @@ class _NoChain:
     def contract_state(self, key: bytes) -> bytes | None:
         return None
 
+    def genesis(self) -> Genesis:
+        raise LookupError("this context has no chain view")
+
 
 class _NoStore:
     """An empty store view."""
@@ -113,3 +125,4 @@ class RoleContext:
     chain: ChainView = field(default_factory=_NoChain)
     store: StoreView = field(default_factory=_NoStore)
     identity: NodeIdentity = field(default_factory=NodeIdentity)
+    signer: Signer | None = None  # None when the config has no [account]

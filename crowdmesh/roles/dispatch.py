@@ -78,6 +78,8 @@ class Role(enum.Enum):
     REQUESTER = "requester"
     WORKER = "worker"
     CSP = "csp"
+    SPATIAL_REQUESTER = "spatial-requester"
+    SPATIAL_WORKER = "spatial-worker"
 
 
 SINGLETON = ""  # the instance key of a role that has one state per node (the miner)

@@ -33,8 +33,8 @@ Invariants (each rule has its own reject code, checked in this order):
 
 State (prefix ``x``): ``x r‖report_id`` decision; ``x c‖H(S)`` used combinations; ``x p‖a‖b``
 heights at which workers a < b served together; ``x q‖account`` / ``x w‖account`` the points of
-an account's confirmed reports as requester / as confirming worker; ``x d‖type‖cell`` confirmed
-reports per H3 cell for the duplicate rule; ``x i`` the current block's spatial mint.
+an account's confirmed reports as requester / as confirming worker; ``x d‖type‖band`` confirmed
+reports per 0.01° latitude band for the duplicate rule (integers, not H3: see ``_BAND_E6``); ``x i`` the current block's spatial mint.
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ PREFIX = b"x"
 MAX_BUNDLE = 256  # commits or reveals in one bundle
 LATE_SLACK = 2  # a tally may come this many times both windows after its report
 _CONFIRMED, _REJECTED = 1, 0
+# Duplicate index: latitude bands of 0.01° (≥ 1,110 m), computed in integers. Why not H3 cells:
+# h3 computes cells in floating point, and a state key two platforms disagreed on at a cell
+# boundary would split the chain; an integer band cannot.
+_BAND_E6 = 10_000
 
 
 def tally_payload(report: SpatialReport, commits: Sequence[Commit],
@@ -179,25 +183,30 @@ def _record_combination(state: State, workers: Sequence[bytes], h_s: bytes, p: S
         state.set(key, pack([h for h in _get_list(state, key) if h > low] + [ctx.height]))
 
 
-def _dup_cells(report: SpatialReport, p: SpatialParams) -> tuple[int, ...]:
-    rings = geo.ring_bound(p.dup_distance_m, p.h3_resolution)
-    return geo.cells_around(report.lat_e6, report.lon_e6, p.h3_resolution, rings)
+def _band(lat_e6: int) -> int:
+    return lat_e6 // _BAND_E6
+
+
+def _dup_bands(report: SpatialReport, p: SpatialParams) -> range:
+    # a band is ≥ 1,110 m of latitude, so d_dup // 1000 + 1 bands each side cover d_dup
+    reach = p.dup_distance_m // 1000 + 1
+    return range(_band(report.lat_e6) - reach, _band(report.lat_e6) + reach + 1)
 
 
 def _check_duplicate(state: State, report: SpatialReport, p: SpatialParams) -> None:
-    for cell in _dup_cells(report, p):
-        for lat, lon, ts in _get_list(state, _dup_key(report.type, cell)):
+    for band in _dup_bands(report, p):
+        for lat, lon, ts in _get_list(state, _dup_key(report.type, band)):
             near = geo.distance_m(report.lat_e6, report.lon_e6, lat, lon) <= p.dup_distance_m
             if near and abs(report.ts - ts) <= p.dup_window_s:
                 raise ValidationError("spatial-duplicate", f"a {report.type} report {ts}")
 
 
-def _dup_key(kind: str, cell: int) -> bytes:
-    return _key(b"d", kind.encode(), b"\x00", cell.to_bytes(8, "big"))
+def _dup_key(kind: str, band: int) -> bytes:
+    return _key(b"d", kind.encode(), b"\x00", band.to_bytes(4, "big", signed=True))
 
 
 def _record_report(state: State, report: SpatialReport, p: SpatialParams) -> None:
-    key = _dup_key(report.type, geo.cell_of(report.lat_e6, report.lon_e6, p.h3_resolution))
+    key = _dup_key(report.type, _band(report.lat_e6))
     # why prune: only reports within the duplicate window can ever match again
     kept = [e for e in _get_list(state, key) if report.ts - e[2] <= p.dup_window_s]
     state.set(key, pack([*kept, [report.lat_e6, report.lon_e6, report.ts]]))

@@ -46,7 +46,7 @@ from crowdmesh.chain.codec import (
 from crowdmesh.chain.contracts.spatial.geo import check_point
 from crowdmesh.chain.tx import MAX_CHAIN_ID_LEN
 from crowdmesh.crypto import ecvrf
-from crowdmesh.crypto.identity import AccountKey, verify_signature
+from crowdmesh.crypto.identity import Signer, verify_signature
 from crowdmesh.errors import DecodeError, UsageError, ValidationError
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "DOMAIN_COMMITTEE",
     "DOMAIN_REPORT",
     "DOMAIN_REVEAL",
+    "DOMAIN_SALT",
     "DOMAIN_SEL",
     "DOMAIN_VOTE",
     "HASH_SIZE",
@@ -67,6 +68,7 @@ __all__ = [
     "Commit",
     "Report",
     "Reveal",
+    "commit_salt",
     "commit_value",
     "committee_hash",
     "selection_input",
@@ -82,6 +84,7 @@ DOMAIN_REVEAL = b"crowdmesh/spatial/reveal/1"
 DOMAIN_VOTE = b"crowdmesh/spatial/vote/1"
 DOMAIN_SEL = b"crowdmesh/spatial/sel/1"
 DOMAIN_COMMITTEE = b"crowdmesh/spatial/committee/1"
+DOMAIN_SALT = b"crowdmesh/spatial/salt/1"
 
 HASH_SIZE = 32  # report ids, beacons, commitments, H(S); also account keys
 SALT_SIZE = 32
@@ -158,6 +161,16 @@ def ticket(vrf_output: bytes) -> int:
         UsageError: ``bad-spatial-arg`` unless ``vrf_output`` is a 64-byte beta.
     """
     return int.from_bytes(_arg(vrf_output, ecvrf.BETA_SIZE, "vrf_output")[:_TICKET_BYTES], "big")
+
+
+def commit_salt(key: Signer, report_id: bytes) -> bytes:
+    """A worker's salt for ``report_id``: SHA-256 of its own signature over the id.
+
+    Ed25519 signing is deterministic, so a restarted worker finds the same salt again (nothing
+    to keep), and no one else can compute it before the reveal; each report gets its own, so a
+    salt is never reused (a reused salt/vote pair would disclose other commits).
+    """
+    return hashlib.sha256(DOMAIN_SALT + key.sign(DOMAIN_SALT + report_id)).digest()
 
 
 def commit_value(report_id: bytes, worker: bytes, vote: int, salt: bytes) -> bytes:
@@ -264,7 +277,7 @@ class Report:
         return cls.from_list(unpack(data, MAX_REPORT_BYTES))
 
     @classmethod
-    def create(cls, key: AccountKey, chain_id: str, type: str, lat_e6: int, lon_e6: int,
+    def create(cls, key: Signer, chain_id: str, type: str, lat_e6: int, lon_e6: int,
                ts: int, anchor: int) -> Report:
         """Sign a report as ``key``'s account.
 
@@ -351,7 +364,7 @@ class Commit:
         return cls.from_list(unpack(data, MAX_COMMIT_BYTES))
 
     @classmethod
-    def create(cls, key: AccountKey, report_id: bytes, beacon: bytes, vote: int,
+    def create(cls, key: Signer, report_id: bytes, beacon: bytes, vote: int,
                salt: bytes) -> Commit:
         """Draw ``key``'s ticket for (report, beacon), hide ``vote`` under ``salt``, and sign.
 
@@ -362,7 +375,7 @@ class Commit:
             UsageError: ``bad-spatial-arg`` for a wrong-size argument or a vote other than 0/1.
         """
         worker = key.public
-        proof = ecvrf.prove(key.seed, selection_input(report_id, beacon))
+        proof = key.vrf_prove(selection_input(report_id, beacon))
         commitment = commit_value(report_id, worker, vote, salt)
         sig = key.sign(_commit_preimage(report_id, worker, proof, commitment))
         return cls(report_id, worker, proof, commitment, sig)
@@ -451,7 +464,7 @@ class Reveal:
         return cls.from_list(unpack(data, MAX_REVEAL_BYTES))
 
     @classmethod
-    def create(cls, key: AccountKey, report_id: bytes, vote: int, salt: bytes,
+    def create(cls, key: Signer, report_id: bytes, vote: int, salt: bytes,
                committee: bytes) -> Reveal:
         """Open ``key``'s commitment for the committee whose H(S) is ``committee``.
 
