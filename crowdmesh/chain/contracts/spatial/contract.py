@@ -34,7 +34,8 @@ Invariants (each rule has its own reject code, checked in this order):
 State (prefix ``x``): ``x r‖report_id`` decision; ``x c‖H(S)`` used combinations; ``x p‖a‖b``
 heights at which workers a < b served together; ``x q‖account`` / ``x w‖account`` the points of
 an account's confirmed reports as requester / as confirming worker; ``x d‖type‖band`` confirmed
-reports per 0.01° latitude band for the duplicate rule (integers, not H3: see ``_BAND_E6``); ``x i`` the current block's spatial mint.
+reports per 0.01° latitude band for the duplicate rule (integers, not H3: see ``_BAND_E6``);
+``x i`` the current block's spatial mint.
 """
 
 from __future__ import annotations
