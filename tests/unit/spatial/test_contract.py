@@ -332,3 +332,17 @@ def test_bad_votes_in_the_bundle_do_not_reach_the_decision():
     assert VOTE_REJECT == 0
     with pytest.raises(ValidationError):
         Report.create(REQUESTER, "cm-test", "flood", 91_000_000, 0, T0, 1)
+
+
+def test_the_decision_record_and_earnings_are_readable_from_state():
+    from crowdmesh.chain.codec import unpack
+
+    w = world()
+    report, beacon = w.report()
+    w.block(confirmed_tally(w, report, beacon), advance=0)
+    record = unpack(w.chain.state_get(b"xr" + report.report_id), 4096)
+    assert record[:2][0] == 1 and record[3:8] == [
+        "flood", CLT[0], CLT[1], report.ts, REQUESTER.public]
+    assert sorted(record[8]) == sorted(k.public for k in WORKERS[:3])
+    assert unpack(w.chain.state_get(b"xe" + REQUESTER.public), 128) == [60_000, 0, 1, 0]
+    assert unpack(w.chain.state_get(b"xe" + WORKERS[0].public), 128) == [0, 20_000, 0, 1]

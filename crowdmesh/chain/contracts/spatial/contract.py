@@ -31,8 +31,10 @@ Invariants (each rule has its own reject code, checked in this order):
    confirmer's previous confirmed reports; nothing in the payload names an amount. The block's
    spatial mint stays within ``issuance_per_block`` (``spatial-issuance-cap``).
 
-State (prefix ``x``): ``x r‖report_id`` decision; ``x c‖H(S)`` used combinations; ``x p‖a‖b``
-heights at which workers a < b served together; ``x q‖account`` / ``x w‖account`` the points of
+State (prefix ``x``): ``x r‖report_id`` the decision (confirmed: ``[1, H(S), height, type, lat,
+lon, ts, requester, [confirmers]]``; rejected: ``[0, H(S), height]``); ``x e‖account``
+``[earned as requester, earned as worker, reports, confirmations]``; ``x c‖H(S)`` used
+combinations; ``x p‖a‖b`` heights at which workers a < b served together; ``x q‖account`` / ``x w‖account`` the points of
 an account's confirmed reports as requester / as confirming worker; ``x d‖type‖band`` confirmed
 reports per 0.01° latitude band for the duplicate rule (integers, not H3: see ``_BAND_E6``);
 ``x i`` the current block's spatial mint.
@@ -237,6 +239,18 @@ def _pay(state: State, report: SpatialReport, decision: Decision,
     return paid
 
 
+def _add_earnings(state: State, paid: list[tuple[bytes, int, str]]) -> None:
+    """Per account: earned as requester, as worker, and how many times each (for ``rewards``)."""
+    for account, amount, role in paid:
+        key = _key(b"e", account)
+        raw = state.get(key)
+        earned = [0, 0, 0, 0] if raw is None else list(unpack(raw, 128))
+        slot = 0 if role == "requester" else 1
+        earned[slot] += amount
+        earned[slot + 2] += 1
+        state.set(key, pack(earned))
+
+
 def _count_mint(state: State, amount: int, p: SpatialParams, ctx: TxContext) -> None:
     raw = state.get(_key(b"i"))
     height, minted = (0, 0) if raw is None else tuple(unpack(raw, 64))
@@ -265,10 +279,13 @@ def apply_tally(state: State, tx: Transaction, ctx: TxContext) -> tuple[Event, .
     if not decision.confirmed:
         raise ValidationError("spatial-not-confirmed", "submit spatial-reject instead")
     _check_duplicate(state, report, p)
-    state.set(_key(b"r", report.report_id), pack([_CONFIRMED, h_s, ctx.height]))
+    state.set(_key(b"r", report.report_id), pack([
+        _CONFIRMED, h_s, ctx.height, report.type, report.lat_e6, report.lon_e6, report.ts,
+        report.requester, list(decision.confirmers)]))
     _record_combination(state, workers, h_s, p, ctx)
     _record_report(state, report, p)
     paid = _pay(state, report, decision, p)
+    _add_earnings(state, paid)
     _count_mint(state, sum(amount for _, amount, _ in paid), p, ctx)
     return (Event("report-confirmed", (report.report_id, report.requester, report.type,
                                        report.lat_e6, report.lon_e6, report.ts, h_s)),
