@@ -31,13 +31,16 @@ Invariants (each rule has its own reject code, checked in this order):
    confirmer's previous confirmed reports; nothing in the payload names an amount. The block's
    spatial mint stays within ``issuance_per_block`` (``spatial-issuance-cap``).
 
-State (prefix ``x``): ``x r‖report_id`` the decision (confirmed: ``[1, H(S), height, type, lat,
-lon, ts, requester, [confirmers]]``; rejected: ``[0, H(S), height]``); ``x e‖account``
-``[earned as requester, earned as worker, reports, confirmations]``; ``x c‖H(S)`` used
-combinations; ``x p‖a‖b`` heights at which workers a < b served together; ``x q‖account`` / ``x w‖account`` the points of
-an account's confirmed reports as requester / as confirming worker; ``x d‖type‖band`` confirmed
-reports per 0.01° latitude band for the duplicate rule (integers, not H3: see ``_BAND_E6``);
-``x i`` the current block's spatial mint.
+State (prefix ``x``):
+- ``x r‖report_id``: the decision (confirmed: ``[1, H(S), height, type, lat, lon, ts,
+  requester, [confirmers]]``; rejected: ``[0, H(S), height]``);
+- ``x e‖account``: ``[earned as requester, earned as worker, reports, confirmations]``;
+- ``x c‖H(S)``: used combinations; ``x p‖a‖b``: heights at which workers a < b served together;
+- ``x q‖account`` / ``x w‖account``: the points of an account's confirmed reports as requester /
+  as confirming worker;
+- ``x d‖type‖band``: confirmed reports per 0.01° latitude band for the duplicate rule (integers,
+  not H3: see ``_BAND_E6``);
+- ``x i``: the current block's spatial mint.
 """
 
 from __future__ import annotations
