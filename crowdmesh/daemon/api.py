@@ -31,6 +31,7 @@ __all__ = [
     "NodeService",
     "PeerService",
     "Services",
+    "SpatialService",
     "Topic",
 ]
 
@@ -106,6 +107,25 @@ class AccountService(Protocol):
     def pay(self, to_hex: str, amount: int, call_id: str) -> JsonObj: ...
 
 
+class SpatialService(Protocol):
+    """Spatial crowdsourcing: the node's location, reports, votes and rewards."""
+
+    def location_set(self, lat_e6: int, lon_e6: int) -> JsonObj: ...
+
+    def report_submit(self, kind: str, lat_e6: int, lon_e6: int, request_id: str) -> JsonObj: ...
+
+    def report_vote(self, report_id_hex: str, vote: str) -> JsonObj: ...
+
+    def report_pending(self) -> list[JsonObj]: ...
+
+    def report_list(self, near: tuple[int, int] | None, radius_m: int | None,
+                    status: str | None) -> list[JsonObj]: ...
+
+    def report_show(self, report_id_hex: str) -> JsonObj: ...
+
+    def rewards(self, account_hex: str) -> JsonObj: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Every service a running node offers; one field per feature."""
@@ -115,3 +135,4 @@ class Services:
     mining: MiningService
     peers: PeerService
     account: AccountService
+    spatial: SpatialService | None = None  # None: the node has no spatial role

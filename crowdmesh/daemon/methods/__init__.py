@@ -40,6 +40,7 @@ __all__ = [
     "param_choice",
     "param_hex",
     "param_int",
+    "param_optional",
     "param_ref",
     "param_str",
 ]
@@ -188,6 +189,25 @@ def bind_params(spec: tuple[Param, ...], params: Any) -> list[Any]:
         params = [params.get(n, _MISSING) for n in names]
     if not isinstance(params, list):
         raise RpcError(INVALID_PARAMS, "params must be an array or an object")
+    if len(params) < len(names):  # trailing params left out: only optional ones may be
+        params = params + [_MISSING] * (len(names) - len(params))
+    head, tail = params[:len(names)], params[len(names):]
+    params = [None if v is _MISSING and _is_optional(check) else v
+              for (_, check), v in zip(spec, head, strict=True)] + tail
     if len(params) != len(names) or _MISSING in params:
         raise RpcError(INVALID_PARAMS, f"expected params {names}")
     return [check(v, name) for (name, check), v in zip(spec, params, strict=True)]
+
+
+def param_optional(check: Checker) -> Checker:
+    """``check``, or None when the parameter is absent or null (it may be left out)."""
+
+    def accept(v: Any, name: str) -> Any:
+        return None if v is None else check(v, name)
+
+    accept.optional = True  # type: ignore[attr-defined]
+    return accept
+
+
+def _is_optional(check: Checker) -> bool:
+    return bool(getattr(check, "optional", False))

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from typing import Final
 
-from crowdmesh.daemon.methods import Method, account, chain, compose, mining, node, peers
+from crowdmesh.daemon.methods import (
+    Method,
+    account,
+    chain,
+    compose,
+    mining,
+    node,
+    peers,
+    spatial,
+)
 
 __all__ = ["DEFAULT_METHODS"]
 
 DEFAULT_METHODS: Final[dict[str, Method]] = compose(
-    node.METHODS, peers.METHODS, chain.METHODS, mining.METHODS, account.METHODS)
+    node.METHODS, peers.METHODS, chain.METHODS, mining.METHODS, account.METHODS,
+    spatial.METHODS)

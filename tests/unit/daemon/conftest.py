@@ -36,7 +36,8 @@ class FakeNode:
 
     @property
     def services(self):
-        return Services(node=self, chain=self, mining=self, peers=self, account=self)
+        return Services(node=self, chain=self, mining=self, peers=self, account=self,
+                        spatial=self)
 
     def is_ready(self):
         return self.ready
@@ -99,6 +100,27 @@ class FakeNode:
 
     def pay(self, to_hex, amount, call_id):
         return self.call("transfer", to_hex, call_id)
+
+    def location_set(self, lat_e6, lon_e6):
+        return {"lat_e6": lat_e6, "lon_e6": lon_e6}
+
+    def report_submit(self, kind, lat_e6, lon_e6, request_id):
+        return {"request_id": request_id, "report_id": "ab" * 32}
+
+    def report_vote(self, report_id_hex, vote):
+        return {"report_id": report_id_hex, "vote": vote}
+
+    def report_pending(self):
+        return []
+
+    def report_list(self, near, radius_m, status):
+        return [{"near": near, "radius_m": radius_m, "status": status}]
+
+    def report_show(self, report_id_hex):
+        return {"report_id": report_id_hex}
+
+    def rewards(self, account_hex):
+        return {"account": account_hex}
 
 
 @pytest.fixture

@@ -26,19 +26,24 @@ from crowdmesh.daemon.methods import (
     param_int,
     param_str,
     peers,
+    spatial,
 )
 from crowdmesh.daemon.methods.all import DEFAULT_METHODS
 from crowdmesh.errors import NotFound, ValidationError
 from tests.unit.daemon.conftest import FakeNode
 
 FEATURE_TABLES = {"node": node.METHODS, "chain": chain.METHODS, "mining": mining.METHODS,
-                  "peers": peers.METHODS, "account": account.METHODS}
+                  "peers": peers.METHODS, "account": account.METHODS,
+                  "spatial": spatial.METHODS}
 SAMPLE_PARAMS = {
     "status": [], "peers": [], "connect": ["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWfake"],
     "disconnect": ["12D3KooWfake"], "head": [], "block": [3], "mempool": [],
     "submit_tx": ["aa11"], "tx": ["ab"], "balance": ["ee" * 32], "set_mining": ["continuous"],
     "generate": [2], "account": [], "account_call": ["transfer", "aa", "c1"],
-    "account_pay": ["ee" * 32, 5, "c2"],
+    "account_pay": ["ee" * 32, 5, "c2"], "location_set": [35_227_100, -80_843_100],
+    "report_submit": ["flood", 35_227_100, -80_843_100, "r1"],
+    "report_vote": ["ab" * 32, "confirm"],
+    "report_pending": [], "report_list": [], "report_show": ["ab" * 32], "rewards": ["ee" * 32],
 }
 SERVER_OWN = {"ready", "stop", "methods", "subscribe", "unsubscribe"}
 
@@ -198,3 +203,14 @@ async def test_only_the_given_table_is_served():
 def test_a_table_may_not_redefine_the_servers_own_methods():
     with pytest.raises(ValueError, match=r"duplicate-rpc-method.*stop"):
         ControlServer(NodeSlot(), EventHub(), methods={"stop": Method((), noop)})
+
+
+def test_optional_params_may_be_left_out_or_null_and_others_may_not():
+    spec = spatial.METHODS["report_list"].params
+    assert bind_params(spec, []) == [None, None, None, None]
+    assert bind_params(spec, {"status": "confirmed"}) == [None, None, None, "confirmed"]
+    assert bind_params(spec, [1, 2, None]) == [1, 2, None, None]
+    with pytest.raises(RpcError):
+        bind_params(spec, {"status": "maybe"})
+    with pytest.raises(RpcError):
+        bind_params(spatial.METHODS["report_show"].params, [])  # required stays required
