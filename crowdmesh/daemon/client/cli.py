@@ -32,6 +32,7 @@ from crowdmesh.daemon.client import (
     cli_keys,
     cli_mining,
     cli_node,
+    cli_report,
     cli_testnet,
 )
 from crowdmesh.daemon.client.cli_command import Command, CommandGroup, Invocation, Options
@@ -67,6 +68,7 @@ GROUPS: Final[tuple[CommandGroup, ...]] = (
     cli_db.GROUP,
     cli_testnet.GROUP,
     cli_account.GROUP,
+    cli_report.GROUP,
 )
 
 
