@@ -11,6 +11,9 @@ Rule 3: bootstrap addresses are checked with the network's own parser
 with ``file:line``, never later on a dial or a SIGHUP.
 Rule 4: the result is immutable; SIGHUP builds a new ``NodeConfig`` and the daemon applies only
 the reloadable fields (:data:`RELOADABLE`).
+Rule 5: floats are read as exact decimals, so ``[spatial] location`` in degrees becomes int
+micro-degrees by one exact decimal rounding (half away from zero), never through a binary float;
+the ground-truth CSV is read and checked at load, its errors naming the CSV's ``file:line``.
 
 Example::
 
@@ -34,6 +37,12 @@ Example::
 
     [control]
     socket = "/run/crowdmesh/crowdmesh.sock"
+
+    [spatial]                         # spatial crowdsourcing (roles spatial-worker/-requester)
+    location = [35.2271, -80.8431]    # degrees; a worker joins the H3 cells around it
+    vote_policy = "operator"          # operator | honest | always-confirm | always-reject | oracle
+    error_rate = 0                    # per mille of votes flipped (simulated mistakes), 0..1000
+    ground_truth = "truth.csv"        # rows "type,lat,lon" (degrees); required for oracle
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
 
@@ -56,9 +66,12 @@ __all__ = [
     "MINING_MODES",
     "RELOADABLE",
     "ROLES",
+    "VOTE_POLICIES",
     "ConfigError",
+    "GroundTruth",
     "NodeConfig",
     "load_config",
+    "load_ground_truth",
     "parse_config",
     "render_config",
 ]
@@ -70,6 +83,10 @@ ROLES: Final = frozenset({"miner", "requester", "csp", "worker", "spatial-reques
                           "spatial-worker"})
 MINING_MODES: Final[tuple[MiningMode, ...]] = ("off", "continuous", "on-demand")
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+VOTE_POLICIES: Final = ("operator", "honest", "always-confirm", "always-reject", "oracle")
+MAX_GROUND_TRUTH_ROWS: Final = 4096  # as many truths as ``SpatialConfigured`` takes
+_E6: Final = Decimal(1_000_000)
+_REPORT_TYPE = re.compile(r"^[a-z0-9-]{1,32}$")  # the genesis alphabet of report types
 RELOADABLE: Final = frozenset({"log_level", "mining_mode", "bootstrap"})
 # sockaddr_un.sun_path is 108 bytes on Linux including the NUL terminator.
 MAX_SOCKET_PATH: Final = 107
@@ -79,6 +96,10 @@ _MULTIADDR = re.compile(
 _ACCOUNT = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_-]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+GroundTruth = tuple[tuple[str, int, int], ...]
+"""Ground-truth events: ``(type, lat_e6, lon_e6)`` per CSV row, in file order."""
 
 
 class ConfigError(UsageError):
@@ -109,6 +130,13 @@ class NodeConfig:
     control_request_timeout_s: float = 30.0
     account_key: str | None = None
     account_passphrase_env: str | None = None
+    location: tuple[int, int] | None = None
+    """``[spatial] location`` in int micro-degrees ``(lat_e6, lon_e6)``."""
+    vote_policy: str = "operator"
+    error_permille: int = 0
+    ground_truth_path: Path | None = None
+    ground_truth: GroundTruth = ()
+    """The rows of ``ground_truth_path``, read at load."""
     source: str = field(default="<config>", compare=False)
 
     @property
@@ -178,7 +206,7 @@ def _int_range(lo: int, hi: int) -> Check:
 
 
 def _positive_number(v: Any) -> str | None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 3600
+    ok = isinstance(v, int | Decimal) and not isinstance(v, bool) and 0 < v <= 3600
     return None if ok else "must be a number of seconds in (0, 3600]"
 
 
@@ -197,6 +225,42 @@ def _is_account(v: Any) -> str | None:
     return None if ok else "must be 64 lowercase hex characters (an account id)"
 
 
+def degrees_e6(v: Any) -> int:
+    """Degrees (an int or an exact ``Decimal``) as int micro-degrees, rounded half away from
+    zero once.
+
+    Raises:
+        ValueError: not a finite number.
+    """
+    if isinstance(v, bool) or not isinstance(v, int | Decimal):
+        raise ValueError(f"{v!r} is not a number of degrees")
+    d = Decimal(v)
+    if not d.is_finite():
+        raise ValueError(f"{v} is not a finite number of degrees")
+    return int((d * _E6).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _point_problem(lat_e6: int, lon_e6: int) -> str | None:
+    from crowdmesh.chain.contracts.spatial.geo import check_point  # lazy: h3 is slow to import
+    from crowdmesh.errors import ValidationError
+
+    try:
+        check_point(lat_e6, lon_e6)
+    except ValidationError:
+        return "latitude must be in -90..90 and longitude in -180..180 degrees"
+    return None
+
+
+def _is_location(v: Any) -> str | None:
+    if not isinstance(v, list) or len(v) != 2:
+        return "must be [latitude, longitude] in degrees"
+    try:
+        lat, lon = degrees_e6(v[0]), degrees_e6(v[1])
+    except ValueError as exc:
+        return str(exc)
+    return _point_problem(lat, lon)
+
+
 # (table, key) -> (NodeConfig field, check). Table "" is the top level.
 _SCHEMA: Final[dict[tuple[str, str], tuple[str, Check]]] = {
     ("", "data_dir"): ("data_dir", _is_str),
@@ -213,6 +277,10 @@ _SCHEMA: Final[dict[tuple[str, str], tuple[str, Check]]] = {
     ("control", "socket"): ("control_socket", _is_str),
     ("control", "max_clients"): ("control_max_clients", _int_range(1, 10_000)),
     ("control", "request_timeout"): ("control_request_timeout_s", _positive_number),
+    ("spatial", "location"): ("location", _is_location),
+    ("spatial", "vote_policy"): ("vote_policy", _one_of(VOTE_POLICIES)),
+    ("spatial", "error_rate"): ("error_permille", _int_range(0, 1000)),
+    ("spatial", "ground_truth"): ("ground_truth_path", _is_str),
 }
 _TABLES: Final = frozenset(t for t, _ in _SCHEMA if t)
 
@@ -285,7 +353,7 @@ def parse_config(
     env = os.environ if env is None else env
     base = (base_dir or Path.cwd()).resolve()
     try:
-        doc = tomllib.loads(text)
+        doc = tomllib.loads(text, parse_float=Decimal)  # Rule 5: exact decimals
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(source, int(m.group(1)) if m else None, f"TOML syntax: {exc}") from None
@@ -313,10 +381,67 @@ def _build(
     if raw.get("mining_mode", "off") != "off" and "miner" not in raw["roles"]:
         line = _line_of(text, "mining", "mode")
         raise ConfigError(source, line, "mining.mode is not 'off' but roles lacks 'miner'")
+    _build_spatial(raw, base, source, text)
     return NodeConfig(
         data_dir=data_dir, genesis_path=genesis, control_socket=sock, source=source,
         **raw,
     )
+
+
+def _build_spatial(raw: dict[str, Any], base: Path, source: str, text: str) -> None:
+    """Convert the ``[spatial]`` values in ``raw``: degrees to micro-degrees, the ground-truth
+    path resolved and its file read (required for the ``oracle`` vote policy)."""
+    if "location" in raw:
+        raw["location"] = (degrees_e6(raw["location"][0]), degrees_e6(raw["location"][1]))
+    if "ground_truth_path" in raw:
+        path = _resolve(base, raw["ground_truth_path"])
+        raw["ground_truth_path"] = path
+        try:
+            csv_text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            line = _line_of(text, "spatial", "ground_truth")
+            raise ConfigError(source, line, f"spatial.ground_truth: cannot read: {exc}") from None
+        raw["ground_truth"] = load_ground_truth(csv_text, str(path))
+    elif raw.get("vote_policy") == "oracle":
+        line = _line_of(text, "spatial", "vote_policy")
+        raise ConfigError(source, line, "spatial.vote_policy 'oracle' needs spatial.ground_truth")
+
+
+def load_ground_truth(text: str, source: str) -> GroundTruth:
+    """Parse ground-truth CSV: one ``type,lat,lon`` row per event (degrees), an optional
+    ``type,lat,lon`` header line, blank lines and ``#`` comment lines ignored.
+
+    Raises:
+        ConfigError: naming ``source:line`` for a bad row.
+    """
+    rows: list[tuple[str, int, int]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or (
+                not rows and stripped.replace(" ", "") == "type,lat,lon"):
+            continue
+        if len(rows) == MAX_GROUND_TRUTH_ROWS:
+            raise ConfigError(source, number, f"more than {MAX_GROUND_TRUTH_ROWS} rows")
+        rows.append(_truth_row(stripped, source, number))
+    return tuple(rows)
+
+
+def _truth_row(line: str, source: str, number: int) -> tuple[str, int, int]:
+    cells = [c.strip() for c in line.split(",")]
+    if len(cells) != 3:
+        raise ConfigError(source, number, f"want 3 columns type,lat,lon, got {len(cells)}")
+    type_, lat_text, lon_text = cells
+    if not _REPORT_TYPE.match(type_):
+        raise ConfigError(source, number, f"type {type_!r}: 1..32 characters of [a-z0-9-]")
+    try:
+        lat, lon = degrees_e6(Decimal(lat_text)), degrees_e6(Decimal(lon_text))
+    except (InvalidOperation, ValueError):
+        raise ConfigError(source, number, f"lat/lon {lat_text!r}, {lon_text!r}: want decimal "
+                                          "degrees") from None
+    problem = _point_problem(lat, lon)
+    if problem:
+        raise ConfigError(source, number, problem)
+    return type_, lat, lon
 
 
 def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -333,7 +458,14 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> NodeC
     return parse_config(text, source=str(p), base_dir=p.parent, env=env)
 
 
+def _degrees(e6: int) -> Decimal:
+    """Micro-degrees as exact decimal degrees (what :func:`degrees_e6` reads back)."""
+    return Decimal(e6) / _E6
+
+
 def _toml_value(v: Any) -> str:
+    if isinstance(v, Decimal):
+        return format(v, "f")
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
@@ -355,6 +487,9 @@ def render_config(cfg: NodeConfig) -> str:
         "max_peers": cfg.max_peers, "control_max_clients": cfg.control_max_clients,
         "control_request_timeout_s": cfg.control_request_timeout_s,
         "account_key": cfg.account_key, "account_passphrase_env": cfg.account_passphrase_env,
+        "location": None if cfg.location is None else [_degrees(x) for x in cfg.location],
+        "vote_policy": cfg.vote_policy, "error_permille": cfg.error_permille,
+        "ground_truth_path": None if cfg.ground_truth_path is None else str(cfg.ground_truth_path),
     }
     tables: dict[str, list[str]] = {}
     for (table, key), (name, _) in _SCHEMA.items():

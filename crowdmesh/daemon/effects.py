@@ -13,7 +13,8 @@ Invariants:
 - Instance effects act for the role instance that returned them (``Routed``): store writes go
   to that role's namespace, call and job outcomes come back addressed to that instance.
 - Errors from outside input inside a spawned effect (``DecodeError``, ``ValidationError``: a
-  transaction a role built from peer data, a block too large to gossip) are logged as
+  transaction a role built from peer data, a block too large to gossip, a spatial message the
+  gossip checks refuse) are logged as
   ``event=effect-failed effect=<name> code=<code>`` and the effect is dropped; anything else
   propagates out of the nursery (a bug).
 """
@@ -47,6 +48,7 @@ from crowdmesh.roles.effects import (
     SubmitTx,
 )
 from crowdmesh.roles.events import Event, JobFailed, JobFinished
+from crowdmesh.roles.spatial_events import PublishSpatial
 
 __all__ = ["NODE", "EffectExecutor", "EffectPorts", "Origin", "job_key"]
 
@@ -97,6 +99,8 @@ class EffectPorts:
     cancel_job: Callable[[str], bool] = _unwired
     store_apply: Callable[[Sequence[StoreWrite]], None] = _unwired
     schedule: Callable[[float, Event], None] = _unwired
+    publish_spatial: Callable[[str, bytes, int], Awaitable[None]] = _unwired
+    """``(kind, raw, cell)``: gossip a spatial message (``daemon/spatialnet.py``)."""
 
 
 class EffectExecutor:
@@ -119,6 +123,7 @@ class EffectExecutor:
             CancelJob: self._cancel_job,
             StorePut: lambda e, o: ports.store_apply([(o[0], e.key, e.value)]),
             StoreDelete: lambda e, o: ports.store_apply([(o[0], e.key, None)]),
+            PublishSpatial: self._publish_spatial,
         }
 
     def handles(self) -> frozenset[type[Effect]]:
@@ -174,6 +179,10 @@ class EffectExecutor:
 
     def _mine_on(self, effect: MineOn, origin: Origin) -> None:
         self._ports.mine_on(effect.parent, effect.gather_ms / 1000)
+
+    def _publish_spatial(self, effect: PublishSpatial, origin: Origin) -> None:
+        publish = self._ports.publish_spatial
+        self._spawn(effect, lambda raw: publish(effect.kind, raw, effect.cell), effect.raw)
 
     def _spawn(self, effect: Effect, port: BytesPort, raw: bytes) -> None:
         self._nursery.start_soon(self._guarded, effect.NAME, port, raw)

@@ -10,12 +10,15 @@ Invariants:
   sync through ``daemon/txfetch.py``, off the intake loop, and validate it as if gossiped.
 - Every block that reaches the chain from a peer (gossip or sync) goes through
   :meth:`GossipIntake.import_from_peer`, so its aftermath is the same (``ChainFeed.imported``).
+- A spatial message (report, commit, reveal) goes to the roles as it is (``SpatialHeard``):
+  the validator checked its shape and freshness, the roles verify signatures and decide.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import cast
 
 import trio
 from libp2p.peer.id import ID
@@ -30,9 +33,18 @@ from crowdmesh.daemon.relay import TxRelay
 from crowdmesh.daemon.txfetch import TxFetcher
 from crowdmesh.errors import DecodeError, ValidationError
 from crowdmesh.p2p.gossip import BLOCKS, TXS, Incoming
-from crowdmesh.p2p.messages import BlockAnnounce, Message, NewBlock, TxAnnounce, TxBatch, TxGossip
+from crowdmesh.p2p.messages import (
+    BlockAnnounce,
+    Message,
+    NewBlock,
+    SpatialGossip,
+    TxAnnounce,
+    TxBatch,
+    TxGossip,
+)
 from crowdmesh.p2p.network import Network
 from crowdmesh.roles.events import CompetingTipSeen, Event
+from crowdmesh.roles.spatial_events import SpatialHeard, SpatialKind
 
 __all__ = ["QUIET_CODES", "GossipIntake"]
 
@@ -57,6 +69,7 @@ class GossipIntake:
             NewBlock: self._on_new_block,
             BlockAnnounce: self._on_block_announce,
             TxAnnounce: self._on_tx_announce,
+            SpatialGossip: self._on_spatial,
         }
 
     def attach(self, sync: ChainSync, fetcher: TxFetcher) -> None:
@@ -130,6 +143,13 @@ class GossipIntake:
                 self._count_quietly(exc.code)
             else:
                 self._reject(origin, kind, exc)
+
+    # -- spatial ----------------------------------------------------------------------------
+
+    def _on_spatial(self, item: Incoming) -> None:
+        assert isinstance(item.msg, SpatialGossip)
+        # the codec admits only the three SPATIAL_KINDS
+        self._deliver(SpatialHeard(cast(SpatialKind, item.msg.kind), item.msg.raw))
 
     # -- blocks -----------------------------------------------------------------------------
 

@@ -5,7 +5,10 @@ Invariants:
   so a block import or a mempool change is atomic with respect to other tasks.
 - :meth:`Ledger.check_gossip` is the cheap stateless check the gossip validator runs before a
   message is forwarded: strict decode, chain id, transaction signature, header PoW and target
-  bound. Full validation happens in :meth:`import_block` / :meth:`add_tx`.
+  bound. Full validation happens in :meth:`import_block` / :meth:`add_tx`. A spatial message
+  (``SpatialGossip``) must decode as its kind; a report must also name this chain, a genesis
+  report type and a point, and carry a ``ts`` within ±(T_c + T_r) of the ledger's clock.
+  Spatial signatures are the roles' to verify.
 - After every head change the mempool follows it (confirmed txs leave, the transactions of
   disconnected blocks come back if still valid), see ``Mempool.update``.
 - Transactions that arrive ahead of a missing nonce (gossip reorders) wait in a bounded gap
@@ -17,12 +20,15 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
 from crowdmesh.chain.block import Block, BlockHeader
 from crowdmesh.chain.chain import Chain, ImportResult
+from crowdmesh.chain.contracts.spatial.geo import check_point
+from crowdmesh.chain.contracts.spatial.protocol import Commit, Report, Reveal
 from crowdmesh.chain.layout import P_TX
 from crowdmesh.chain.mempool import Mempool
 from crowdmesh.chain.tx import Transaction
@@ -37,6 +43,7 @@ from crowdmesh.p2p.messages import (
     Headers,
     Message,
     NewBlock,
+    SpatialGossip,
     Status,
     TxAnnounce,
     TxBatch,
@@ -44,7 +51,7 @@ from crowdmesh.p2p.messages import (
     Txs,
 )
 
-__all__ = ["GAP_BUFFER", "RETRY_LATER", "Ledger", "decode_tx_hex"]
+__all__ = ["GAP_BUFFER", "RETRY_LATER", "Ledger", "check_spatial_report", "decode_tx_hex"]
 
 GAP_BUFFER = 4096
 # Mempool refusals that a later head change can lift: the transaction stays buffered.
@@ -56,10 +63,12 @@ MAX_TEMPLATE_TXS = 5000
 class Ledger:
     """Chain + mempool behind the operations the node needs."""
 
-    def __init__(self, chain: Chain, mempool: Mempool) -> None:
+    def __init__(self, chain: Chain, mempool: Mempool,
+                 clock: Callable[[], float] = time.time) -> None:
         self.chain = chain
         self.mempool = mempool
         self.genesis = chain.genesis
+        self._clock = clock  # the spatial ts check's "now" (injected so tests set it)
         self._gap: OrderedDict[tuple[bytes, int], Transaction] = OrderedDict()
         # Cheap checks per gossip message type (one table, as the dispatch rules ask).
         self._checks: dict[type[Message], Callable[[Message], None]] = {
@@ -68,6 +77,13 @@ class Ledger:
             NewBlock: self._check_new_block,
             BlockAnnounce: self._check_announce,
             TxAnnounce: self._check_tx_announce,
+            SpatialGossip: self._check_spatial,
+        }
+        # One decoder (and check) per spatial kind.
+        self._spatial: dict[str, Callable[[bytes], object]] = {
+            "report": self._check_report_raw,
+            "commit": Commit.decode,
+            "reveal": Reveal.decode,
         }
 
     # -- cheap checks (gossip validator) ----------------------------------------------------
@@ -113,6 +129,20 @@ class Ledger:
             raise ValidationError("bad-block-target", "easier than the genesis target")
         if not header.meets_target():
             raise ValidationError("bad-block-pow")
+
+    def _check_spatial(self, msg: Message) -> None:
+        assert isinstance(msg, SpatialGossip)
+        self._spatial[msg.kind](msg.raw)
+
+    def _check_report_raw(self, raw: bytes) -> Report:
+        report = Report.decode(raw)
+        check_spatial_report(report, self.genesis.chain_id, self.genesis.spatial.report_types,
+                             self._report_skew_s(), int(self._clock()))
+        return report
+
+    def _report_skew_s(self) -> int:
+        params = self.genesis.spatial
+        return params.commit_window_s + params.reveal_window_s
 
     def _check_new_block(self, msg: Message) -> None:
         assert isinstance(msg, NewBlock)
@@ -302,6 +332,30 @@ class Ledger:
         txs = self.mempool.transactions()
         return {"size": len(txs), "bytes": self.mempool.size_bytes, "gap_buffered": len(self._gap),
                 "txids": [tx.txid.hex() for tx in txs[:1000]]}
+
+
+def check_spatial_report(report: Report, chain_id: str, report_types: tuple[str, ...],
+                         max_skew_s: int, now: int) -> None:
+    """The gossip validator's checks of a decoded report (pure; the signature is the roles').
+
+    Args:
+        report: the decoded report.
+        chain_id: this network's chain id.
+        report_types: the genesis's ``spatial.report_types``.
+        max_skew_s: the largest |ts - now| accepted (T_c + T_r: older reports are past their
+            windows, newer ones from a clock far ahead).
+        now: local unix time.
+    Raises:
+        ValidationError: ``bad-spatial-chain-id``, ``bad-spatial-type``, ``bad-spatial-point``
+            or ``bad-spatial-ts``.
+    """
+    if report.chain_id != chain_id:
+        raise ValidationError("bad-spatial-chain-id", report.chain_id)
+    if report.type not in report_types:
+        raise ValidationError("bad-spatial-type", report.type)
+    check_point(report.lat_e6, report.lon_e6)
+    if abs(report.ts - now) > max_skew_s:
+        raise ValidationError("bad-spatial-ts", f"ts {report.ts}, now {now}")
 
 
 def decode_tx_hex(raw_hex: str) -> Transaction:

@@ -3,6 +3,7 @@
 - ``intake.py``: gossip (and sync-fetched) blocks and transactions into the ledger;
 - ``chainfeed.py``: what follows any chain or mempool change (logs, subscribers, roles, calls);
 - ``relay.py``: outbound transaction batching and block gossip;
+- ``spatialnet.py``: spatial topics (cells around the location, votes) and their publishing;
 - ``mining.py``: the PoW search, templates, found blocks, ``generate``;
 - ``rolehost.py``: the roles' per-instance states and dispatch; ``effects.py`` executes what
   they return; ``calls.py`` signs their contract calls; ``rolestore.py`` keeps their secrets;
@@ -53,6 +54,8 @@ from crowdmesh.daemon.relay import TxRelay
 from crowdmesh.daemon.rolehost import RoleHost
 from crowdmesh.daemon.rolestore import RoleStore
 from crowdmesh.daemon.signer import KeySigner
+from crowdmesh.daemon.spatialapi import SpatialApi
+from crowdmesh.daemon.spatialnet import SPATIAL_ROLES, SpatialNet
 from crowdmesh.daemon.startup import check_roles, load_genesis, load_signer, node_identity
 from crowdmesh.daemon.timers import Timers
 from crowdmesh.daemon.txfetch import TxFetcher
@@ -99,6 +102,7 @@ class Node:
                                  lambda tx: self.feed.submit_call_tx(tx), self.host.deliver)
         self.feed = ChainFeed(self.ledger, self.events, relay, self.host, self.calls.reconcile)
         self.intake = GossipIntake(net, self.ledger, self.feed, relay, self.host.deliver)
+        self.spatial = SpatialNet(net, self.ledger.genesis, self.roles, self.cfg, self.host.deliver)
         group = self.store.group if self.store is not None else nullcontext
         self.sync = ChainSync(net, self.ledger.chain, self.ledger.genesis.chain_id,
                               self.intake.import_from_peer, group)
@@ -111,8 +115,10 @@ class Node:
         self._start_effects(nursery, relay)
         for task in (self.intake.run, relay.run, self.sync.run, self.fetcher.run):
             nursery.start_soon(task)
+        spatial = SpatialApi(self.ledger, self.host, self.role_store, self.spatial.set_location)
         self.services = Services(self, ChainApi(self.ledger, self.feed), self.producer,
-                                 PeerApi(net), AccountApi(self.calls, self.ledger))
+                                 PeerApi(net), AccountApi(self.calls, self.ledger),
+                                 spatial if self.roles & SPATIAL_ROLES else None)
         self._start_roles()
 
     def _start_effects(self, nursery: trio.Nursery, relay: TxRelay) -> None:
@@ -120,15 +126,14 @@ class Node:
         self.timers = Timers[Event](self.host.deliver)
         nursery.start_soon(self.timers.run)
         executor: EffectExecutor
-        self.jobs = JobPool(nursery, lambda outcome: executor.job_done(outcome),
-                            threads=JOB_THREADS)
+        self.jobs = JobPool(nursery, lambda out: executor.job_done(out), threads=JOB_THREADS)
         executor = EffectExecutor(EffectPorts(
             mine_on=runner.mine_on, stop_mining=runner.stop,
             publish_block=relay.publish_block, publish_tx=relay.publish_tx,
             submit_tx=self._submit_own_tx, deliver=self.host.deliver,
             submit_call=self.calls.request, start_job=self.jobs.start,
             cancel_job=self.jobs.cancel, store_apply=self.role_store.apply,
-            schedule=self.timers.schedule), nursery)
+            schedule=self.timers.schedule, publish_spatial=self.spatial.publish), nursery)
         self.host.attach(executor)
 
     async def _submit_own_tx(self, raw: bytes) -> object:
@@ -139,6 +144,7 @@ class Node:
         """Roles rebuild their instances from their store and the chain, then calls catch up."""
         self.sync.request()
         self.host.deliver(RolesStarted())
+        self.spatial.start_roles()
         if Role.MINER in self.roles:
             self.host.deliver(MiningModeSet(self.cfg.mining_mode))
         self.host.deliver(MempoolChanged(len(self.ledger.mempool)))
@@ -234,6 +240,7 @@ async def run_node(
             node_box.append(node)
             async with trio.open_nursery() as nursery:
                 node.attach(net, nursery)
+                await node.spatial.start()
                 log_event(log, "node-serving", peer_id=net.peer_id, addrs=",".join(net.addrs()),
                           height=chain.height, head=chain.head_hash.hex())
                 task_status.started(node.services)

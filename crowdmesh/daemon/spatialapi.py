@@ -11,7 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from crowdmesh.chain.codec import unpack
@@ -37,7 +37,7 @@ class SpatialApi:
     """Implements :class:`crowdmesh.daemon.api.SpatialService`."""
 
     def __init__(self, ledger: Ledger, host: RoleHost, store: RoleStore,
-                 set_location: Callable[[int, int], None]) -> None:
+                 set_location: Callable[[int, int], Awaitable[JsonObj]]) -> None:
         self._ledger = ledger
         self._host = host
         self._store = store
@@ -45,11 +45,10 @@ class SpatialApi:
 
     # -- intents ----------------------------------------------------------------------------
 
-    def location_set(self, lat_e6: int, lon_e6: int) -> JsonObj:
+    async def location_set(self, lat_e6: int, lon_e6: int) -> JsonObj:
         """Move the node: re-subscribe to the cells around the new point."""
         geo.check_point(lat_e6, lon_e6)
-        self._set_location(lat_e6, lon_e6)
-        return {"lat_e6": lat_e6, "lon_e6": lon_e6}
+        return await self._set_location(lat_e6, lon_e6)
 
     def report_submit(self, kind: str, lat_e6: int, lon_e6: int, request_id: str) -> JsonObj:
         """Report an event here (idempotent by ``request_id``); returns its report id."""

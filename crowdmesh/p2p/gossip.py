@@ -14,6 +14,13 @@ Invariants (each closes a silent drop listed in LIBP2P.md):
 - The topic validator does only cheap stateless checks: size cap, strict decode, message type
   allowed on the topic, and the node's ``check`` (signatures, PoW). A reject lowers the
   forwarder's score and is reported with its stable code.
+- Spatial topics (SPATIAL.md §2.3) are joined and left at run time: one per H3 cell
+  (``crowdmesh/<chain-id>/spatial/1/cell/<cell hex>``, reports only) and one votes topic
+  (``crowdmesh/<chain-id>/spatial/1/votes``, commits and reveals only). Each joined topic gets
+  the same validator and its own drain task (the task ends when the topic is left).
+  :meth:`Gossip.publish_to` may publish to a topic we have not joined (gossipsub fanout), and
+  runs the validator's checks on the message itself first, since no validator is registered
+  for such a topic.
 - Equivocation memory keeps a digest per message instead of the whole message (§7).
 """
 
@@ -22,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +49,7 @@ from crowdmesh.p2p.messages import (
     BlockAnnounce,
     Message,
     NewBlock,
+    SpatialGossip,
     TxAnnounce,
     TxBatch,
     TxGossip,
@@ -52,6 +61,9 @@ from crowdmesh.p2p.scoring import LoopbackWhitelistScorer, PeerScores, make_scor
 __all__ = [
     "BLOCKS",
     "QUEUE_HIGH_WATER",
+    "SPATIAL_CELL",
+    "SPATIAL_TOPIC_OF",
+    "SPATIAL_VOTES",
     "SUBSCRIPTION_CHANNEL_SIZE",
     "TXS",
     "DigestEquivocationGossipSub",
@@ -60,6 +72,8 @@ __all__ = [
     "Incoming",
     "RejectFn",
     "message_id",
+    "spatial_cell_topic",
+    "spatial_votes_topic",
     "topic_name",
 ]
 
@@ -67,17 +81,28 @@ log = logging.getLogger("crowdmesh.p2p")
 
 BLOCKS = "blocks"
 TXS = "txs"
+SPATIAL_CELL = "spatial-cell"
+SPATIAL_VOTES = "spatial-votes"
+CORE_TOPICS = (BLOCKS, TXS)
+"""The topics every node joins at start (:meth:`Gossip.subscribe_all`)."""
 SUBSCRIPTION_CHANNEL_SIZE = 4096
 QUEUE_HIGH_WATER = 16
 BACKPRESSURE_MAX_WAIT_S = 5.0
 INCOMING_CHANNEL_SIZE = 8192
 _STREAM_ERRORS = (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResourceError)
+_CELL_HEX = re.compile(r"[0-9a-f]{15}")  # an H3 cell index in h3's own spelling
 
 # Which message types may appear on which topic kind; anything else is `wrong-topic`.
 TOPIC_MESSAGES: dict[str, frozenset[type[Message]]] = {
     BLOCKS: frozenset({NewBlock, BlockAnnounce}),
     TXS: frozenset({TxGossip, TxBatch, TxAnnounce}),
+    SPATIAL_CELL: frozenset({SpatialGossip}),
+    SPATIAL_VOTES: frozenset({SpatialGossip}),
 }
+# Which topic kind carries each spatial message kind (a report on the votes topic, or a vote on
+# a cell topic, is `wrong-topic`).
+SPATIAL_TOPIC_OF: dict[str, str] = {"report": SPATIAL_CELL, "commit": SPATIAL_VOTES,
+                                    "reveal": SPATIAL_VOTES}
 
 RejectFn = Callable[[str, str, str, str], None]
 """``on_reject(peer_b58, topic, code, detail)`` — how rejects reach the log."""
@@ -88,6 +113,22 @@ CheckFn = Callable[[Message], None]
 def topic_name(chain_id: str, kind: str) -> str:
     """``crowdmesh/<chain-id>/<kind>/1`` (DESIGN: P2P)."""
     return f"crowdmesh/{chain_id}/{kind}/1"
+
+
+def spatial_cell_topic(chain_id: str, cell_hex: str) -> str:
+    """``crowdmesh/<chain-id>/spatial/1/cell/<cell hex>``: the reports of one H3 cell.
+
+    Raises:
+        ValueError: ``cell_hex`` is not 15 lowercase hex digits (``geo.cell_hex`` spells cells).
+    """
+    if not _CELL_HEX.fullmatch(cell_hex):
+        raise ValueError(f"not an H3 cell in hex: {cell_hex!r}")
+    return f"crowdmesh/{chain_id}/spatial/1/cell/{cell_hex}"
+
+
+def spatial_votes_topic(chain_id: str) -> str:
+    """``crowdmesh/<chain-id>/spatial/1/votes``: every report's commits and reveals."""
+    return f"crowdmesh/{chain_id}/spatial/1/votes"
 
 
 # The first bytes of every encoded TxAnnounce: ``[TYPE, …]`` as a 2-element msgpack array.
@@ -185,8 +226,13 @@ class Gossip:
         cfg = config or GossipConfig()
         self.host = host
         self.scores = scores
-        self.topics = {kind: topic_name(chain_id, kind) for kind in TOPIC_MESSAGES}
+        self.topics = {kind: topic_name(chain_id, kind) for kind in CORE_TOPICS}
+        self.votes_topic = spatial_votes_topic(chain_id)
         self._kinds = {name: kind for kind, name in self.topics.items()}
+        self._kinds[self.votes_topic] = SPATIAL_VOTES
+        self._cell_prefix = spatial_cell_topic(chain_id, "0" * 15)[:-15]
+        self.joined: set[str] = set()
+        """Topics joined at run time (:meth:`subscribe`), beyond the core ones."""
         self._check = check
         self._on_reject = on_reject
         self.counters = _Counters()
@@ -219,6 +265,14 @@ class Gossip:
 
     # -- validation ------------------------------------------------------------------------
 
+    def kind_of(self, topic: str) -> str | None:
+        """The kind of a topic name of this chain (``blocks``, ``spatial-cell``, …), or None."""
+        kind = self._kinds.get(topic)
+        if kind is None and topic.startswith(self._cell_prefix) \
+                and _CELL_HEX.fullmatch(topic[len(self._cell_prefix):]):
+            return SPATIAL_CELL
+        return kind
+
     def decode(self, topic: str, data: bytes) -> Message:
         """Size cap, strict decode and topic check of one gossip payload.
 
@@ -228,9 +282,11 @@ class Gossip:
         if len(data) > MAX_GOSSIP_BYTES:
             raise DecodeError("oversize", f"{len(data)} > {MAX_GOSSIP_BYTES} bytes")
         msg = decode_message(data, MAX_GOSSIP_BYTES)
-        kind = self._kinds.get(topic)
+        kind = self.kind_of(topic)
         if kind is None or type(msg) not in TOPIC_MESSAGES[kind]:
             raise DecodeError("wrong-topic", f"{msg.TYPE} on {topic}")
+        if isinstance(msg, SpatialGossip) and SPATIAL_TOPIC_OF[msg.kind] != kind:
+            raise DecodeError("wrong-topic", f"spatial {msg.kind} on {topic}")
         return msg
 
     def _validator(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
@@ -256,24 +312,54 @@ class Gossip:
     # -- running ---------------------------------------------------------------------------
 
     async def subscribe_all(self, nursery: trio.Nursery) -> list[ISubscriptionAPI]:
-        """Subscribe to every topic and start one drain task per subscription."""
+        """Subscribe to the core topics (blocks, txs) and start one drain task per subscription."""
         ps_mod.SUBSCRIPTION_CHANNEL_SIZE = SUBSCRIPTION_CHANNEL_SIZE  # read in subscribe()
         subs = []
-        for kind, name in self.topics.items():
+        for name in self.topics.values():
             sub = await self.pubsub.subscribe(name)
-            nursery.start_soon(self._drain, kind, sub)
+            nursery.start_soon(self._drain, name, sub)
             subs.append(sub)
         return subs
 
-    async def _drain(self, kind: str, sub: ISubscriptionAPI) -> None:
+    async def subscribe(self, topic: str, nursery: trio.Nursery) -> None:
+        """Join a spatial topic (a cell or the votes topic): validator, subscription and a
+        drain task in ``nursery``. Joining a joined topic does nothing.
+
+        Raises:
+            ValueError: ``topic`` is not a spatial topic of this chain (a caller bug).
+        """
+        if self.kind_of(topic) not in (SPATIAL_CELL, SPATIAL_VOTES):
+            raise ValueError(f"not a spatial topic of this chain: {topic!r}")
+        if topic in self.joined:
+            return
+        self.joined.add(topic)  # before the await: a concurrent call must not join twice
+        ps_mod.SUBSCRIPTION_CHANNEL_SIZE = SUBSCRIPTION_CHANNEL_SIZE  # read in subscribe()
+        self.pubsub.set_topic_validator(topic, self._validator, is_async_validator=False)
+        sub = await self.pubsub.subscribe(topic)
+        nursery.start_soon(self._drain, topic, sub)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Leave a topic joined with :meth:`subscribe` (its drain task then ends)."""
+        if topic not in self.joined:
+            return
+        self.joined.discard(topic)
+        await self.pubsub.unsubscribe(topic)  # closes the subscription: the drain ends
+        self.pubsub.remove_topic_validator(topic)
+
+    async def _drain(self, topic: str, sub: ISubscriptionAPI) -> None:
         me = self.host.get_id().to_bytes()
+        kind = self.kind_of(topic)
+        assert kind is not None
         while True:
-            raw = await sub.get()
+            try:
+                raw = await sub.get()
+            except trio.EndOfChannel:  # the topic was left
+                return
             if raw.from_id == me:
                 continue  # publishers receive their own messages (§6)
             self.counters.received += 1
             try:
-                msg = self.decode(self.topics[kind], raw.data)
+                msg = self.decode(topic, raw.data)
             except DecodeError as exc:  # why: the validator passed it, but never die on data
                 log.warning("undecodable gossip after validation: %s", exc)
                 continue
@@ -300,6 +386,20 @@ class Gossip:
             raise DecodeError("oversize", f"{len(data)} > {MAX_GOSSIP_BYTES} bytes")
         await self.wait_queues_drained()
         await self.pubsub.publish(self.topics[kind], data)
+        self.counters.published += 1
+
+    async def publish_to(self, topic: str, msg: Message) -> None:
+        """Publish ``msg`` on a spatial ``topic``, joined or not (gossipsub fanout), after the
+        validator's checks: a topic we have not joined has no validator of ours, and a
+        message our peers would reject must not leave (they would lower our score).
+
+        Raises:
+            DecodeError, ValidationError: the checks' stable codes (nothing is published).
+        """
+        data = encode_message(msg)
+        self._check(self.decode(topic, data))
+        await self.wait_queues_drained()
+        await self.pubsub.publish(topic, data)
         self.counters.published += 1
 
     async def wait_for_mesh(self, peer: ID, kind: str, timeout: float = 10.0) -> None:

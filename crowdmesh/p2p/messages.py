@@ -36,6 +36,7 @@ __all__ = [
     "Headers",
     "Message",
     "NewBlock",
+    "SpatialGossip",
     "Status",
     "SyncFailed",
     "TxAnnounce",
@@ -64,6 +65,9 @@ MAX_HEIGHT = 2**48
 """Largest height or start a message may carry: far above any real chain, and small enough that
 arithmetic on it (``start + count``, store keys) stays in range."""
 MAX_WORK_DIGITS = 80
+MAX_SPATIAL_BYTES = 1024
+"""Bound on one spatial message's ``raw`` (the protocol's own caps are 256 bytes each)."""
+SPATIAL_KINDS = ("report", "commit", "reveal")
 # why not str.isdigit: it accepts "²" and other Unicode digits that int() refuses
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
@@ -272,6 +276,21 @@ class SyncFailed(Message):
         _need(0 < len(self.code) <= 64, "bad-msg-field", "code")
 
 
+@dataclass(frozen=True, slots=True)
+class SpatialGossip(Message):
+    """A spatial crowdsourcing message (``kind``: report, commit or reveal) as its canonical
+    protocol encoding (``chain.contracts.spatial.protocol``): reports travel on a cell topic,
+    commits and reveals on the votes topic (SPATIAL.md §2.3)."""
+
+    TYPE: ClassVar[str] = "spatial"
+    kind: str
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        _need(self.kind in SPATIAL_KINDS, "bad-msg-field", f"spatial kind {self.kind[:16]!r}")
+        _need(0 < len(self.raw) <= MAX_SPATIAL_BYTES, "bad-msg-item", "spatial message size")
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -289,6 +308,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         GetTxs,
         Txs,
         SyncFailed,
+        SpatialGossip,
     )
 }
 

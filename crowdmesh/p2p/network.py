@@ -123,6 +123,18 @@ class Network:
         """Gossip ``msg`` on the topic of ``kind`` (``gossip.BLOCKS`` or ``gossip.TXS``)."""
         await self.gossip.publish(kind, msg)
 
+    async def publish_to(self, topic: str, msg: Message) -> None:
+        """Gossip ``msg`` on a spatial topic, joined or not (see ``Gossip.publish_to``)."""
+        await self.gossip.publish_to(topic, msg)
+
+    async def subscribe(self, topic: str) -> None:
+        """Join a spatial topic; its drain task runs in the network's nursery."""
+        await self.gossip.subscribe(topic, self._nursery)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """Leave a spatial topic joined with :meth:`subscribe`."""
+        await self.gossip.unsubscribe(topic)
+
     def open_sync(self, peer: ID) -> AbstractAsyncContextManager[SyncSession]:
         """A sync session to ``peer`` (see ``sync.open_sync_session``)."""
         return _open_sync_session(self.host, peer)

@@ -59,6 +59,20 @@ from crowdmesh.roles.events import (
     event_types,
 )
 from crowdmesh.roles.miner import MinerState, wants_to_mine
+from crowdmesh.roles.spatial_events import (
+    SPATIAL_KINDS,
+    VOTE_POLICIES,
+    LocationSet,
+    PublishSpatial,
+    ReportRequested,
+    SpatialConfigured,
+    SpatialDeadline,
+    SpatialHeard,
+    SpatialResumed,
+    VoteGiven,
+)
+from crowdmesh.roles.spatial_requester import RequesterReport
+from crowdmesh.roles.spatial_worker import VotePolicy, WorkerReport, WorkerSettings
 
 __all__ = [
     "DISPATCH",
@@ -66,6 +80,8 @@ __all__ = [
     "EVENT_TYPES",
     "IMPLEMENTED_ROLES",
     "SINGLETON",
+    "SPATIAL_KINDS",
+    "VOTE_POLICIES",
     "AddressedEvent",
     "BlockConnected",
     "BlockDisconnected",
@@ -82,6 +98,7 @@ __all__ = [
     "HeadChanged",
     "JobFailed",
     "JobFinished",
+    "LocationSet",
     "LogEvent",
     "MempoolChanged",
     "MineOn",
@@ -91,7 +108,10 @@ __all__ = [
     "MiningStopped",
     "NodeIdentity",
     "PublishBlock",
+    "PublishSpatial",
     "PublishTx",
+    "ReportRequested",
+    "RequesterReport",
     "Role",
     "RoleContext",
     "RolesStarted",
@@ -99,6 +119,10 @@ __all__ = [
     "Routed",
     "RunJob",
     "ScheduleAt",
+    "SpatialConfigured",
+    "SpatialDeadline",
+    "SpatialHeard",
+    "SpatialResumed",
     "StopMining",
     "StoreDelete",
     "StorePut",
@@ -107,6 +131,10 @@ __all__ = [
     "SubmitTx",
     "Table",
     "TxOutcome",
+    "VoteGiven",
+    "VotePolicy",
+    "WorkerReport",
+    "WorkerSettings",
     "addressed",
     "dispatch",
     "effect_types",

@@ -29,7 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from crowdmesh.errors import ProtocolViolation
-from crowdmesh.roles import miner
+from crowdmesh.roles import miner, spatial_requester, spatial_worker
+from crowdmesh.roles._spatial import deadline_keys, report_instances
 from crowdmesh.roles.context import RoleContext, StoreView
 from crowdmesh.roles.effects import Effect
 from crowdmesh.roles.events import (
@@ -51,6 +52,15 @@ from crowdmesh.roles.events import (
     MiningRetryDue,
     MiningStopped,
     RolesStarted,
+)
+from crowdmesh.roles.spatial_events import (
+    LocationSet,
+    ReportRequested,
+    SpatialConfigured,
+    SpatialDeadline,
+    SpatialHeard,
+    SpatialResumed,
+    VoteGiven,
 )
 
 __all__ = [
@@ -134,7 +144,11 @@ def _miner(handler: Handler) -> Mapping[Role, Route]:
 
 
 DISPATCH: Table = {
-    HeadChanged.TYPE: _miner(miner.handle_head_changed),
+    HeadChanged.TYPE: {
+        **_miner(miner.handle_head_changed),
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_head_changed, report_instances),
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_head_changed, report_instances),
+    },
     MempoolChanged.TYPE: _miner(miner.handle_mempool_changed),
     MiningModeSet.TYPE: _miner(miner.handle_mining_mode_set),
     GenerateRequested.TYPE: _miner(miner.handle_generate_requested),
@@ -142,19 +156,49 @@ DISPATCH: Table = {
     CompetingTipSeen.TYPE: _miner(miner.handle_competing_tip_seen),
     MiningStopped.TYPE: _miner(miner.handle_mining_stopped),
     MiningRetryDue.TYPE: _miner(miner.handle_mining_retry_due),
-    RolesStarted.TYPE: _miner(miner.handle_roles_started),
+    RolesStarted.TYPE: {
+        **_miner(miner.handle_roles_started),
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_roles_started),
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_roles_started),
+    },
     # Taken by the protocol roles (crowdsfl, spatial) as they land; none of the miner's business.
     BlockConnected.TYPE: {},
     BlockDisconnected.TYPE: {},
-    CallIncluded.TYPE: {},
-    CallReverted.TYPE: {},
-    CallRejected.TYPE: {},
+    CallIncluded.TYPE: {
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_call_included, addressed)},
+    CallReverted.TYPE: {},  # the call service resends; nothing for a role to do
+    CallRejected.TYPE: {
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_call_rejected, addressed)},
     JobFinished.TYPE: {},
     JobFailed.TYPE: {},
+    # Spatial crowdsourcing (roles/spatial_worker.py, roles/spatial_requester.py).
+    SpatialHeard.TYPE: {
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_spatial_heard,
+                                      spatial_requester.heard_keys),
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_spatial_heard,
+                                   spatial_worker.heard_keys),
+    },
+    SpatialDeadline.TYPE: {
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_spatial_deadline, deadline_keys),
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_spatial_deadline, deadline_keys),
+    },
+    SpatialResumed.TYPE: {
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_spatial_resumed, addressed),
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_spatial_resumed, addressed),
+    },
+    ReportRequested.TYPE: {
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_report_requested,
+                                      spatial_requester.requested_keys)},
+    VoteGiven.TYPE: {
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_vote_given, spatial_worker.vote_keys)},
+    LocationSet.TYPE: {Role.SPATIAL_WORKER: Route(spatial_worker.handle_location_set)},
+    SpatialConfigured.TYPE: {
+        Role.SPATIAL_WORKER: Route(spatial_worker.handle_spatial_configured)},
 }
 
 # Roles a node may be configured with today; the others fail at start (exit 78).
-IMPLEMENTED_ROLES: frozenset[Role] = frozenset({Role.MINER})
+IMPLEMENTED_ROLES: frozenset[Role] = frozenset(
+    {Role.MINER, Role.SPATIAL_REQUESTER, Role.SPATIAL_WORKER})
 
 
 def _run_role(route: Route, role: Role, states: RoleStates, event: Event,

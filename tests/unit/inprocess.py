@@ -20,7 +20,7 @@ class InProcessNode:
 
     def __getattr__(self, name: str) -> Any:
         s = self.__dict__["services"]
-        for part in (s.chain, s.mining, s.peers, s.node):
-            if hasattr(part, name):
+        for part in (s.chain, s.mining, s.peers, s.account, s.spatial, s.node):
+            if part is not None and hasattr(part, name):
                 return getattr(part, name)
         raise AttributeError(name)

@@ -101,7 +101,7 @@ class FakeNode:
     def pay(self, to_hex, amount, call_id):
         return self.call("transfer", to_hex, call_id)
 
-    def location_set(self, lat_e6, lon_e6):
+    async def location_set(self, lat_e6, lon_e6):
         return {"lat_e6": lat_e6, "lon_e6": lon_e6}
 
     def report_submit(self, kind, lat_e6, lon_e6, request_id):

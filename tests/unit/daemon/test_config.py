@@ -119,3 +119,106 @@ def test_render_round_trips(mode, level, port, clients, timeout, n_boot):
         control_max_clients=clients, control_request_timeout_s=timeout,
     )
     assert parse_config(render_config(cfg), env={}) == cfg
+
+
+# ---- [spatial] ------------------------------------------------------------------------------
+
+SPATIAL = """\
+data_dir = "d"
+roles = ["spatial-worker"]
+
+[spatial]
+location = [35.2271, -80.8431]
+vote_policy = "oracle"
+error_rate = 50
+ground_truth = "truth.csv"
+"""
+
+
+def test_spatial_section_and_ground_truth(tmp_path):
+    (tmp_path / "truth.csv").write_text(
+        "type,lat,lon\n# the first storm\nflood,35.2271,-80.8431\n\nfire, -0.0000005 , 180\n")
+    path = tmp_path / "node.toml"
+    path.write_text(SPATIAL)
+    cfg = load_config(path, env={})
+    assert cfg.location == (35_227_100, -80_843_100)
+    assert cfg.vote_policy == "oracle" and cfg.error_permille == 50
+    assert cfg.ground_truth_path == tmp_path / "truth.csv"
+    assert cfg.ground_truth == (("flood", 35_227_100, -80_843_100), ("fire", -1, 180_000_000))
+    assert parse_config(render_config(cfg), env={}) == cfg
+
+
+def test_spatial_defaults():
+    cfg = parse_config('data_dir = "/d"', env={})
+    assert cfg.location is None and cfg.vote_policy == "operator"
+    assert cfg.error_permille == 0 and cfg.ground_truth_path is None and cfg.ground_truth == ()
+
+
+@pytest.mark.parametrize(("degrees", "e6"), [
+    ("[35.2271, -80.8431]", (35_227_100, -80_843_100)),
+    ("[90, -180]", (90_000_000, -180_000_000)),
+    ("[0.0000005, -0.0000005]", (1, -1)),  # half away from zero, exactly
+    ("[0.00000049999999999999999, 1.23456749999999999999]", (0, 1_234_567)),
+    ("[1e-6, 12.3456785]", (1, 12_345_679)),
+])
+def test_location_is_rounded_exactly(degrees, e6):
+    cfg = parse_config(f'data_dir = "/d"\n[spatial]\nlocation = {degrees}\n', env={})
+    assert cfg.location == e6
+    assert parse_config(render_config(cfg), env={}).location == e6
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ('data_dir = "d"\n[spatial]\nlocation = [91, 0]\n', 3, "spatial.location: latitude"),
+        ('data_dir = "d"\n[spatial]\nlocation = [0, -180.0000005]\n', 3, "longitude"),
+        ('data_dir = "d"\n[spatial]\nlocation = [1]\n', 3, "[latitude, longitude]"),
+        ('data_dir = "d"\n[spatial]\nlocation = "35,-80"\n', 3, "[latitude, longitude]"),
+        ('data_dir = "d"\n[spatial]\nlocation = [true, 1]\n', 3, "not a number"),
+        ('data_dir = "d"\n[spatial]\nlocation = [nan, 1]\n', 3, "not a finite number"),
+        ('data_dir = "d"\n[spatial]\nlocation = ["1", 1]\n', 3, "not a number"),
+        ('data_dir = "d"\n[spatial]\nvote_policy = "random"\n', 3, "spatial.vote_policy"),
+        ('data_dir = "d"\n\n[spatial]\nvote_policy = "oracle"\n', 4, "needs spatial.ground_truth"),
+        ('data_dir = "d"\n[spatial]\nerror_rate = 1001\n', 3, "spatial.error_rate"),
+        ('data_dir = "d"\n[spatial]\nerror_rate = 0.5\n', 3, "spatial.error_rate"),
+        ('data_dir = "d"\n[spatial]\nground_truth = ""\n', 3, "spatial.ground_truth"),
+        ('data_dir = "d"\n[spatial]\nground_truth = "absent.csv"\n', 3, "cannot read"),
+        ('data_dir = "d"\n[spatial]\nradius = 5\n', 3, "unknown key 'spatial.radius'"),
+    ],
+)
+def test_spatial_errors_name_file_line_and_key(tmp_path, text, line, words):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="node.toml", base_dir=tmp_path, env={})
+    assert info.value.line == line
+    assert f"node.toml:{line}:" in str(info.value) and words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("csv", "line", "words"),
+    [
+        ("fire,1,2\nflood,1\n", 2, "want 3 columns"),
+        ("type,lat,lon\nFire,1,2\n", 2, "type 'Fire'"),
+        ("\n\nfire,north,2\n", 3, "want decimal degrees"),
+        ("fire,1,2\nfire,1,nan\n", 2, "want decimal degrees"),
+        ("fire,91,2\n", 1, "latitude must be"),
+        ("fire,1,2,3\n", 1, "want 3 columns"),
+        ("fire,1,2\n" * 4097, 4097, "more than 4096 rows"),
+    ],
+)
+def test_ground_truth_errors_name_the_csv_line(tmp_path, csv, line, words):
+    (tmp_path / "t.csv").write_text(csv)
+    text = 'data_dir = "d"\n[spatial]\nground_truth = "t.csv"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="node.toml", base_dir=tmp_path, env={})
+    assert info.value.source == str(tmp_path / "t.csv") and info.value.line == line
+    assert f"t.csv:{line}:" in str(info.value) and words in str(info.value)
+
+
+@given(lat=st.integers(-90_000_000, 90_000_000), lon=st.integers(-180_000_000, 180_000_000),
+       policy=st.sampled_from(["operator", "honest", "always-confirm", "always-reject"]),
+       rate=st.integers(0, 1000))
+def test_spatial_render_round_trips(lat, lon, policy, rate):
+    cfg = NodeConfig(data_dir=Path("/d"), genesis_path=Path("/g.json"),
+                     control_socket=Path("/run/x.sock"), location=(lat, lon),
+                     vote_policy=policy, error_permille=rate)
+    assert parse_config(render_config(cfg), env={}) == cfg

@@ -7,7 +7,7 @@ import trio
 from crowdmesh.chain import Block, BlockHeader
 from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
 from crowdmesh.daemon.mining import MiningRunner
-from crowdmesh.roles.effects import EFFECT_TYPES
+from crowdmesh.roles.effects import effect_types
 
 Z = b"\x00" * 32
 
@@ -84,4 +84,4 @@ async def test_executor_table_covers_every_effect() -> None:
     ports = EffectPorts(mine_on=lambda p, g: None, stop_mining=lambda: None, publish_block=noop,
                         publish_tx=noop, submit_tx=noop, deliver=lambda e: None)
     async with trio.open_nursery() as nursery:
-        assert EffectExecutor(ports, nursery).handles() == frozenset(EFFECT_TYPES)
+        assert EffectExecutor(ports, nursery).handles() == frozenset(effect_types())
