@@ -59,6 +59,8 @@ PENALTIES: dict[str, float] = {
     # A clock running ahead is not malice: the block is not marked invalid and is taken once
     # our clock catches up (Bitcoin does not punish time-too-new either).
     "bad-block-time-future": 0.0,
+    # Likewise a spatial report stamped outside our ±(T_c + T_r) window: clocks drift.
+    "bad-spatial-ts": 0.0,
     "sync-bad-reply": 20.0,
     "sync-oversize": 20.0,
     "sync-tx-mismatch": 20.0,
