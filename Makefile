@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_JSON ?=
 
-.PHONY: demo demo-crypto test check bench venv clean
+.PHONY: demo demo-crypto demo-spatial test check bench venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,9 @@ demo: $(STAMP)
 demo-crypto: $(STAMP)
 	$(BIN)/python -m crowdmesh.daemon.client.cli_demo
 
+demo-spatial: $(STAMP)
+	$(BIN)/python -m crowdmesh.daemon.client.cli_demo_spatial
+
 check: $(STAMP)
 	$(BIN)/ruff check crowdmesh tests bench
 	$(BIN)/mypy
@@ -31,7 +34,8 @@ test: check
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
-	@for b in bench/crypto.py bench/ecvrf.py bench/chain.py bench/fl_baselines.py bench/network.py; do \
+	@for b in bench/crypto.py bench/ecvrf.py bench/chain.py bench/fl_baselines.py bench/network.py \
+	  bench/spatial.py bench/spatial_eval.py; do \
 	  if [ -f $$b ]; then echo "== $$b"; \
 	    $(BIN)/python $$b $(if $(BENCH_JSON),--json bench/out/$$(basename $$b .py).json) || exit 1; fi; \
 	done

@@ -42,6 +42,7 @@ from crowdmesh.chain.contracts.spatial.contract import (
     KIND_TALLY,
     LATE_SLACK,
     PREFIX,
+    check_duplicate,
     reject_payload,
     tally_payload,
 )
@@ -279,6 +280,7 @@ def _conclude(state: RequesterReport, ctx: RoleContext) -> Result:
     if blocker is not None or beacon is None:
         return _drop(rid, ctx, blocker or "spatial-no-beacon")
     try:
+        check_duplicate(ctx.chain.contract_state, report, params(ctx))
         committee = freeze(report, state.commits, beacon, params(ctx).committee_k,
                            used=combination_used(ctx))
     except ValidationError as exc:
@@ -286,6 +288,10 @@ def _conclude(state: RequesterReport, ctx: RoleContext) -> Result:
     decision = decide(committee, state.reveals)
     decided = log("spatial-report-decided", report=rid.hex(), confirmed=decision.confirmed,
                   confirmers=len(decision.confirmers), revealed=decision.revealed)
+    if not decision.confirmed and decision.revealed < params(ctx).majority:
+        # too few reveals to call it rejected: most likely the workers froze another S (a
+        # beacon reorg, a late commit); recording "rejected" would misstate a true report
+        return _drop(rid, ctx, "spatial-too-few-reveals")
     if not decision.confirmed:
         call = SubmitCall("reject", KIND_REJECT, reject_payload(rid, decision.committee_hash))
         return replace(state, phase="closed"), [decided, call]

@@ -431,8 +431,9 @@ def test_a_duplicate_report_confirmed_later_fails_with_spatial_duplicate(tmp_pat
     second = request(net, second_req, "again", offset(CLT, 20, 0))  # 20 m away, 10 min later
     run_to_decision(net, second)
     assert decision(net, second) is None
-    refused = second_req.logged("spatial-call-rejected")
-    assert [(r["call"], r["code"]) for r in refused] == [("tally", "spatial-duplicate")]
+    # the requester checks the chain's duplicate rule before it sends anything
+    dropped = second_req.logged("spatial-report-dropped")
+    assert [r["code"] for r in dropped] == ["spatial-duplicate"]
     assert second_req.host.instances(Role.SPATIAL_REQUESTER) == []
     assert second_req.kept(Role.SPATIAL_REQUESTER, b"r/") == []
 

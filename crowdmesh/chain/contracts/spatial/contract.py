@@ -26,7 +26,8 @@ Invariants (each rule has its own reject code, checked in this order):
 6. The reveals sign H(S) and open their commits; the report is confirmed iff confirms > K/2
    counted over K (``spatial-not-confirmed`` otherwise: submit ``spatial-reject`` instead).
 7. No confirmed report of the same type lies within ``dup_distance_m`` and ``dup_window_s``
-   (``spatial-duplicate``), whoever reported it.
+   (``spatial-duplicate``), whoever reported it (checked right after rule 4, before the
+   committee: a duplicate is the report's own fault, whatever its committee).
 8. Rewards (SPATIAL.md §3) are computed here from chain data only: the requester's and each
    confirmer's previous confirmed reports; nothing in the payload names an amount. The block's
    spatial mint stays within ``issuance_per_block`` (``spatial-issuance-cap``).
@@ -45,7 +46,7 @@ State (prefix ``x``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crowdmesh.chain.codec import expect_array, expect_list, pack, unpack
@@ -67,6 +68,7 @@ __all__ = [
     "PREFIX",
     "apply_reject",
     "apply_tally",
+    "check_duplicate",
     "reject_payload",
     "tally_payload",
 ]
@@ -199,9 +201,17 @@ def _dup_bands(report: SpatialReport, p: SpatialParams) -> range:
     return range(_band(report.lat_e6) - reach, _band(report.lat_e6) + reach + 1)
 
 
-def _check_duplicate(state: State, report: SpatialReport, p: SpatialParams) -> None:
+def check_duplicate(get: Callable[[bytes], bytes | None], report: SpatialReport,
+                    p: SpatialParams) -> None:
+    """The duplicate rule over state reads ``get`` (the contract's, or a role's chain view).
+
+    Raises:
+        ValidationError: ``spatial-duplicate`` if a confirmed report of the same type lies
+            within ``dup_distance_m`` and ``dup_window_s``.
+    """
     for band in _dup_bands(report, p):
-        for lat, lon, ts in _get_list(state, _dup_key(report.type, band)):
+        raw = get(_dup_key(report.type, band))
+        for lat, lon, ts in [] if raw is None else unpack(raw, 1 << 24):
             near = geo.distance_m(report.lat_e6, report.lon_e6, lat, lon) <= p.dup_distance_m
             if near and abs(report.ts - ts) <= p.dup_window_s:
                 raise ValidationError("spatial-duplicate", f"a {report.type} report {ts}")
@@ -274,6 +284,7 @@ def apply_tally(state: State, tx: Transaction, ctx: TxContext) -> tuple[Event, .
     _check_unconfirmed(state, report.report_id)
     beacon = _beacon(report, ctx)
     _check_time(report, p, ctx)
+    check_duplicate(state.get, report, p)  # before the committee: the report's own fault
     committee = freeze(report, commits, beacon, p.committee_k,
                        used=lambda h: state.get(_key(b"c", h)) is not None)
     workers = [c.worker for c in committee]
@@ -281,7 +292,6 @@ def apply_tally(state: State, tx: Transaction, ctx: TxContext) -> tuple[Event, .
     decision = decide(committee, reveals)
     if not decision.confirmed:
         raise ValidationError("spatial-not-confirmed", "submit spatial-reject instead")
-    _check_duplicate(state, report, p)
     state.set(_key(b"r", report.report_id), pack([
         _CONFIRMED, h_s, ctx.height, report.type, report.lat_e6, report.lon_e6, report.ts,
         report.requester, list(decision.confirmers)]))
