@@ -27,13 +27,12 @@ import trio
 from crowdmesh.chain.contracts.spatial.geo import (
     cell_hex,
     cell_of,
-    cells_around,
+    cells_for,
     check_point,
-    ring_bound,
+    rings_for,
 )
 from crowdmesh.chain.contracts.spatial.protocol import Report
 from crowdmesh.chain.genesis import Genesis
-from crowdmesh.chain.spatial_params import SpatialParams
 from crowdmesh.daemon.api import JsonObj
 from crowdmesh.daemon.config import NodeConfig
 from crowdmesh.errors import UsageError, ValidationError
@@ -47,20 +46,6 @@ from crowdmesh.roles.spatial_events import LocationSet, SpatialConfigured, VoteP
 __all__ = ["SPATIAL_ROLES", "SpatialNet", "cells_for", "rings_for", "subscription_diff"]
 
 SPATIAL_ROLES = frozenset({Role.SPATIAL_WORKER, Role.SPATIAL_REQUESTER})
-
-
-def rings_for(params: SpatialParams) -> int:
-    """Rings a worker joins: the genesis's ``h3_rings``, more if R needs them (``ring_bound``)."""
-    return max(params.h3_rings, ring_bound(params.radius_m, params.h3_resolution))
-
-
-def cells_for(lat_e6: int, lon_e6: int, params: SpatialParams) -> frozenset[int]:
-    """The H3 cells a worker at ``(lat_e6, lon_e6)`` joins.
-
-    Raises:
-        ValidationError: ``bad-spatial-point``.
-    """
-    return frozenset(cells_around(lat_e6, lon_e6, params.h3_resolution, rings_for(params)))
 
 
 def subscription_diff(joined: frozenset[int],

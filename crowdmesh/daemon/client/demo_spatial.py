@@ -44,180 +44,55 @@ exit status.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import itertools
-import math
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import trio
-from rich.console import Console
-from rich.table import Table
 
-from crowdmesh.chain.codec import Address, unpack
-from crowdmesh.chain.contracts.spatial import geo, rewards
-from crowdmesh.chain.contracts.spatial.protocol import Commit, committee_hash
-from crowdmesh.chain.genesis import Genesis
-from crowdmesh.chain.spatial_params import SpatialParams
+from crowdmesh.daemon.client.demo_spatial_checks import (
+    balances_tables,
+    check_reports,
+    reports_table,
+    rewards_table,
+    snapshot,
+)
+from crowdmesh.daemon.client.demo_spatial_setup import (
+    DEFAULT_SEED,
+    DEMO_TIMEOUT_S,
+    DIFFICULTY_BITS,
+    DUP_TRIES,
+    FAR,
+    FIRE,
+    FLOOD,
+    N_NODES,
+    NEAR,
+    PARAMS,
+    POLL_S,
+    REPORT_TIMEOUT_S,
+    RETRY_CODES,
+    ROUND_TRIES,
+    WATCH_S,
+    DemoFailed,
+    DemoResult,
+    Place,
+    configure,
+    console,
+    log_lines,
+    nodes_table,
+    settle,
+)
+from crowdmesh.daemon.client.demo_spatial_setup import nodes as _nodes
 from crowdmesh.daemon.client.harness import NodeHandle, Testnet
 from crowdmesh.daemon.client.rpc import ControlClient, RpcCallError
 from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
-from crowdmesh.daemon.config import load_config, render_config
 
-__all__ = ["DemoFailed", "DemoResult", "Place", "run_demo", "run_demo_in_tmp"]
-
-console = Console()
-
-CENTRE: Final = (35_227_100, -80_843_100)  # Charlotte, NC, in micro-degrees
-PARAMS: Final = SpatialParams(committee_k=3, commit_window_s=10, reveal_window_s=4)
-N_NODES: Final = 9
-# The seed picks the ports (and chain id). Seed 2's block, 25454-25462, lies below Linux's
-# ephemeral range (32768-60999), where an outgoing connection of any process can take a port
-# between the testnet's init and a daemon's listen.
-DEFAULT_SEED: Final = 2
-NEAR: Final = frozenset(range(1, 7))  # the workers within R
-FAR: Final = frozenset({7, 8})  # 3 km and 12 km away
-DIFFICULTY_BITS: Final = 19  # see "Mining and forks" in the module docstring
-FUNDING: Final = 10**9  # node0's genesis balance: pays its beacon, tick and tally fees
-REPORT_TIMEOUT_S: Final = 40.0
-SETTLE_TIMEOUT_S: Final = 60.0
-DEMO_TIMEOUT_S: Final = 240.0
-POLL_S: Final = 0.2
-SPLIT_S: Final = 5.0  # equal-work tips split this long: node0 mines one more block
-WATCH_S: Final = 0.5  # how often the workers' role state is polled
-ROUND_TRIES: Final = 3  # a report lost to a fork of its beacon block is made again
-DUP_TRIES: Final = 3
-# Codes that end a report through no fault of its own: a fork of the beacon block lost the
-# commits, or the K lowest tickets repeated a used committee. Such a report is made again.
-RETRY_CODES: Final = frozenset({"spatial-too-few-commits", "spatial-no-beacon",
-                                "spatial-combination-used"})
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """A named point ``north_m`` / ``east_m`` metres from :data:`CENTRE`."""
-
-    name: str
-    north_m: int
-    east_m: int
-
-    @property
-    def point(self) -> tuple[int, int]:
-        """The point in micro-degrees (a local flat offset; every distance shown is then
-        measured by the network's own haversine)."""
-        lat = CENTRE[0] + round(self.north_m * 1e6 / 111_195)
-        scale = 111_195 * math.cos(math.radians(CENTRE[0] / 1e6))
-        return lat, CENTRE[1] + round(self.east_m * 1e6 / scale)
-
-
-WORKERS: Final = (  # node1..node8
-    Place("150 m N", 150, 0), Place("250 m E", 0, 250), Place("250 m SW", -200, -150),
-    Place("460 m NW", 350, -300), Place("530 m SE", -400, 350), Place("510 m W", 100, -500),
-    Place("3 km N", 3000, 0), Place("12 km E", 0, 12_000),
-)
-FLOOD: Final = Place("centre", 0, 0)
-FIRE: Final = Place("300 m N", 300, 0)
-
-
-class DemoFailed(Exception):
-    """A step could not go on (the message says which and why)."""
-
-
-@dataclass(slots=True)
-class DemoResult:
-    """What :func:`run_demo` found.
-
-    Attributes:
-        failures: every unmet expectation (empty: the demo passed).
-        reports: per report (``fire``, ``flood``, ``duplicate``): its id, outcome, height,
-            committee, confirmers, and which workers held it.
-        attempts: every report id submitted (a report made again has several);
-            ``held``: per report id, the workers whose role state held it.
-        height: the final common height; ``retries``: why reports were made again;
-            ``timings``: seconds per phase.
-    """
-
-    failures: list[str] = field(default_factory=list)
-    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
-    attempts: list[str] = field(default_factory=list)
-    held: dict[str, set[int]] = field(default_factory=dict)
-    height: int = 0
-    retries: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """True iff every expectation held."""
-        return not self.failures
-
-    def expect(self, ok: bool, what: str) -> bool:
-        """Record ``what`` as failed unless ``ok``; print it either way."""
-        console.print(("  [green]ok[/green]     " if ok else "  [red]FAILED[/red] ") + what)
-        if not ok:
-            self.failures.append(what)
-        return ok
-
-
-# ---- setup --------------------------------------------------------------------------------
-
-
-def _distance(a: tuple[int, int], b: tuple[int, int]) -> int:
-    return geo.distance_m(a[0], a[1], b[0], b[1])
-
-
-def _joins_cell(worker: tuple[int, int], report: tuple[int, int]) -> bool:
-    """Whether a worker at ``worker`` joins the cell topic of ``report``, as the daemon does:
-    the cells within ``max(h3_rings, ring_bound(R))`` rings of its own."""
-    rings = max(PARAMS.h3_rings, geo.ring_bound(PARAMS.radius_m, PARAMS.h3_resolution))
-    return geo.cell_of(*report, PARAMS.h3_resolution) in geo.cells_around(
-        *worker, PARAMS.h3_resolution, rings)
-
-
-def _configure(root: Path, requester: str) -> None:
-    """Short windows and the requester's funds in the genesis; role, place and the oracle
-    policy in every config."""
-    truth = root / "truth.csv"
-    lat, lon = FLOOD.point
-    truth.write_text(f"type,lat,lon\nflood,{lat / 1e6:.6f},{lon / 1e6:.6f}\n")
-    genesis_path = root / "genesis.json"
-    genesis = Genesis.from_json(genesis_path.read_text())
-    alloc = tuple(sorted([*genesis.alloc, (Address(bytes.fromhex(requester)), FUNDING)]))
-    genesis_path.write_text(dataclasses.replace(genesis, spatial=PARAMS, alloc=alloc).to_json())
-    for i in range(N_NODES):
-        config = root / f"node{i}" / "crowdmesh.toml"
-        cfg = load_config(config)
-        if i == 0:
-            cfg = dataclasses.replace(cfg, roles=frozenset({"miner", "spatial-requester"}))
-        else:
-            cfg = dataclasses.replace(
-                cfg, roles=frozenset({"miner", "spatial-worker"}), location=WORKERS[i - 1].point,
-                vote_policy="oracle", ground_truth_path=truth)
-        config.write_text(render_config(cfg))
-
-
-def _nodes_table() -> None:
-    table = Table("node", "role", "place", "to flood", "to fire", "joins cell", "vote",
-                  title=f"the testnet: R = {PARAMS.radius_m} m, K = {PARAMS.committee_k}, "
-                        f"T_c = {PARAMS.commit_window_s} s, T_r = {PARAMS.reveal_window_s} s")
-    table.add_row("node0", "requester", "(private)", "", "", "never", "")
-    for i, place in enumerate(WORKERS, start=1):
-        far = i in FAR
-        table.add_row(f"node{i}", "worker", place.name,
-                      f"{_distance(place.point, FLOOD.point)} m",
-                      f"{_distance(place.point, FIRE.point)} m",
-                      "yes" if _joins_cell(place.point, FLOOD.point) else "no",
-                      "oracle", style="yellow" if far else None)
-    console.print(table)
-    console.print(f"  all 9 are on-demand miners; ground truth: a flood at "
-                  f"({FLOOD.point[0] / 1e6:.4f}, {FLOOD.point[1] / 1e6:.4f})")
-
+__all__ = ["DEFAULT_SEED", "DIFFICULTY_BITS", "FAR", "NEAR", "DemoFailed", "DemoResult",
+           "Place", "run_demo", "run_demo_in_tmp"]
 
 # ---- watching ---------------------------------------------------------------------------
 
@@ -250,14 +125,9 @@ class _Holders:
                     await client.aclose()
 
 
-def _log_lines(node: NodeHandle, rid: str) -> list[str]:
-    """This run's log lines of ``node`` naming report ``rid`` (without the timestamp)."""
-    return [line.split(" ", 1)[-1] for line in node.stderr_text().splitlines() if rid in line]
-
-
 def _logged_code(node: NodeHandle, rid: str) -> str | None:
     """How the requester ended ``rid``: the code it logged, ``recorded``, or None yet."""
-    for line in _log_lines(node, rid):
+    for line in log_lines(node, rid):
         if "spatial-call-rejected" in line or "spatial-report-dropped" in line:
             return next((w.removeprefix("code=") for w in line.split()
                          if w.startswith("code=")), "?")
@@ -282,34 +152,7 @@ async def _outcome(node: NodeHandle, rid: str) -> tuple[str, dict[str, Any]]:
                 return code, {}
             await trio.sleep(POLL_S)
     raise DemoFailed(f"report {rid[:12]}: no outcome within {REPORT_TIMEOUT_S:.0f} s; "
-                     f"requester log: {_log_lines(node, rid)}")
-
-
-async def _settle(net: Testnet) -> dict[str, Any]:
-    """Wait for empty mempools and one head on every node. Equal-work tips that stay split
-    (on-demand miners keep answering each other's ties) are ended by node0 mining one
-    more block, as ``make demo`` does."""
-    deadline = trio.current_time() + SETTLE_TIMEOUT_S
-    split_since: float | None = None
-    while trio.current_time() < deadline:
-        tips = await net.tips()
-        pools = [(await n.rpc("mempool"))["size"] for n in net.nodes]
-        if len({t.get("hash") for t in tips}) == 1 and not any(pools):
-            return tips[0]
-        if len({t.get("hash") for t in tips}) > 1:
-            split_since = split_since or trio.current_time()
-            if trio.current_time() - split_since > SPLIT_S:
-                console.print(f"  tips split for {SPLIT_S:.0f} s (heights "
-                              f"{sorted({int(t.get('height') or 0) for t in tips})}): "
-                              "node0 mines one more block")
-                await net.nodes[0].rpc("generate", [1])
-                split_since = None
-        else:
-            split_since = None
-        await trio.sleep(POLL_S)
-    tips = await net.tips()
-    raise DemoFailed(f"no common head within {SETTLE_TIMEOUT_S:.0f} s: "
-                     + ", ".join(f"node{t['node']}@{t.get('height')}" for t in tips))
+                     f"requester log: {log_lines(node, rid)}")
 
 
 # ---- the rounds -------------------------------------------------------------------------
@@ -331,7 +174,7 @@ def _held_line(holders: _Holders, rid: str) -> str:
 
 def _revealed(node: NodeHandle, rid: str) -> int:
     """How many of the committee's reveals the requester counted for ``rid`` (its log)."""
-    for line in _log_lines(node, rid):
+    for line in log_lines(node, rid):
         if "spatial-report-decided" in line:
             return next((int(w.removeprefix("revealed=")) for w in line.split()
                          if w.startswith("revealed=")), 0)
@@ -349,7 +192,7 @@ async def _round(net: Testnet, kind: str, place: Place, want: str, holders: _Hol
     await trio.sleep(delay)
     for attempt in range(ROUND_TRIES):
         if attempt:
-            await _settle(net)
+            await settle(net)
         rid = await _submit(net.nodes[0], kind, place)
         rids.append(rid)
         result.attempts.append(rid)
@@ -369,7 +212,7 @@ async def _round(net: Testnet, kind: str, place: Place, want: str, holders: _Hol
         why = code if not shown else f"{shown['status']} on {revealed} reveals"
         if attempt + 1 == ROUND_TRIES or (not shown and code not in RETRY_CODES):
             raise DemoFailed(f"the {kind} report was lost ({why}); requester log: "
-                             f"{_log_lines(net.nodes[0], rid)}")
+                             f"{log_lines(net.nodes[0], rid)}")
         result.retries.append(f"{kind}: {why}")
         console.print(f"  [yellow]{kind} {rid[:12]} lost ({why}; a fork of its beacon block?): "
                       "reporting it once more[/yellow]")
@@ -381,7 +224,7 @@ async def _duplicate(net: Testnet, holders: _Holders, rids: list[str],
     """A flood 20 m from the confirmed one; the requester must refuse its tally."""
     code, rid, place = "", "", FLOOD
     for attempt in range(DUP_TRIES):
-        await _settle(net)
+        await settle(net)
         place = Place(f"{20 + 5 * attempt} m N", 20 + 5 * attempt, 0)
         rid = await _submit(net.nodes[0], "flood", place)
         rids.append(rid)
@@ -409,7 +252,7 @@ async def _run_rounds(net: Testnet, result: DemoResult) -> None:
         helpers.start_soon(holders.watch, net.nodes[1:], rids)
         console.rule("a false report (a fire 300 m N) and, 1.5 s later, a true one (a flood)")
         t0 = time.monotonic()
-        await _settle(net)
+        await settle(net)
 
         async def one(name: str, kind: str, place: Place, want: str, delay: float) -> None:
             result.reports[name] = await _round(net, kind, place, want, holders, rids, result,
@@ -427,7 +270,7 @@ async def _run_rounds(net: Testnet, result: DemoResult) -> None:
         result.reports["duplicate"] = await _duplicate(net, holders, rids, result)
         result.timings["duplicate"] = time.monotonic() - t0
         console.rule("every node agrees")
-        tip = await _settle(net)
+        tip = await settle(net)
         result.height = int(tip["height"])
         helpers.cancel_scope.cancel()
     result.held = holders.held
@@ -437,182 +280,6 @@ async def _run_rounds(net: Testnet, result: DemoResult) -> None:
 
 
 # ---- checking ---------------------------------------------------------------------------
-
-
-def _nodes(indices: Iterable[int]) -> str:
-    """``node1,2,5`` (or ``-``)."""
-    items = sorted(indices)
-    return "node" + ",".join(str(i) for i in items) if items else "-"
-
-
-def _names(accounts: Sequence[str], keys: Iterable[str]) -> str:
-    index = {a: i for i, a in enumerate(accounts)}
-    return _nodes(index[k] for k in keys if k in index)
-
-
-def _committee_of(h_s: str, accounts: Sequence[str], members: Iterable[int]) -> list[int]:
-    """Which K of ``members`` have committee hash ``h_s`` (a reject names only H(S))."""
-    for combo in itertools.combinations(sorted(members), PARAMS.committee_k):
-        if committee_hash([bytes.fromhex(accounts[i]) for i in combo]).hex() == h_s:
-            return list(combo)
-    return []
-
-
-async def _tally_commits(node: NodeHandle, rid: str, height: int) -> list[str]:
-    """The workers whose commits the confirmed report's tally carries (S first, in ticket
-    order, then every other valid commit the requester heard)."""
-    block = await node.rpc("block", [height])
-    for txid in block["txids"]:
-        tx = await node.rpc("tx", [txid])
-        if tx["kind"] != "spatial-tally":
-            continue
-        _, raw_commits, _ = unpack(bytes.fromhex(tx["payload"]), 1 << 24)
-        commits = [Commit.decode(c) for c in raw_commits]
-        if commits and commits[0].report_id.hex() == rid:
-            return [c.worker.hex() for c in commits]
-    raise DemoFailed(f"no spatial-tally for {rid[:12]} in block {height}")
-
-
-async def _check_reports(net: Testnet, accounts: Sequence[str], result: DemoResult) -> None:
-    fire, flood, dup = (result.reports[k] for k in ("fire", "flood", "duplicate"))
-    for name, report in (("fire", fire), ("flood", flood)):
-        views = [await n.rpc("report_show", [report["id"]]) for n in net.nodes]
-        first = views[0]
-        report.update(height=first["height"], h_s=first["committee"],
-                      confirmers=first.get("confirmers", []))
-        result.expect(all(v == first for v in views),
-                      f"{name}: all {N_NODES} nodes record the same decision "
-                      f"({first['status']} at height {first['height']})")
-    bundle = await _tally_commits(net.nodes[0], flood["id"], flood["height"])
-    index = {a: i for i, a in enumerate(accounts)}
-    flood["committee"] = [index[w] for w in bundle[:PARAMS.committee_k]]
-    flood["committed"] = {index[w] for w in bundle}
-    fire["committee"] = _committee_of(fire["h_s"], accounts, fire["held"])
-    result.expect(fire["outcome"] == "rejected",
-                  "FALSE report (fire, not in the ground truth) rejected by committee "
-                  f"{_nodes(fire['committee'])}")
-    result.expect(flood["outcome"] == "confirmed" and len(flood["confirmers"]) >= PARAMS.majority,
-                  f"TRUE report (flood) confirmed by {_names(accounts, flood['confirmers'])} "
-                  f"(committee {_nodes(flood['committee'])})")
-    result.expect("spatial-duplicate" in " ".join(_log_lines(net.nodes[0], dup["id"])),
-                  "DUPLICATE refused: the requester's log shows spatial-duplicate")
-    try:
-        await net.nodes[4].rpc("report_show", [dup["id"]])
-        on_chain = True
-    except RpcCallError:
-        on_chain = False
-    result.expect(not on_chain, "the duplicate never reached the chain (report-not-found)")
-    for name, report in result.reports.items():
-        held = report["held"]
-        result.expect(len(held & NEAR) >= PARAMS.committee_k,
-                      f"{name}: held by {len(held & NEAR)} of the 6 workers within R "
-                      f"({_nodes(held)})")
-    far_held = set().union(*(result.held.get(rid, set()) for rid in result.attempts)) & FAR
-    result.expect(not far_held, f"node7 and node8 held none of the {len(result.attempts)} "
-                                "reports made (their role state, polled all along)"
-                                + (f": {_nodes(far_held)} did" if far_held else ""))
-    far_keys = {accounts[i] for i in FAR}
-    result.expect(not far_keys & set(bundle),
-                  f"the flood's tally carries commits of {_nodes(flood['committed'])} only: "
-                  "none from node7 (3 km) or node8 (12 km)")
-    result.expect(not far_keys & set(flood["confirmers"]),
-                  "node7 and node8 are not among the confirmers")
-    quiet = not any(rid in line for i in FAR for line in net.nodes[i].stderr_text().splitlines()
-                    for rid in result.attempts)
-    result.expect(quiet, "no line of node7's or node8's log names any report")
-
-
-def _reports_table(result: DemoResult, accounts: Sequence[str]) -> None:
-    def ids(nodes: Iterable[int]) -> str:
-        return ",".join(str(i) for i in sorted(nodes)) or "-"
-
-    index = {a: i for i, a in enumerate(accounts)}
-    table = Table("report", "outcome", "held by (node)", "committee", "confirmers",
-                  title="reports (the workers by node number)")
-    for name, r in result.reports.items():
-        outcome = r["outcome"].replace(" (", "\n").rstrip(")")
-        if "height" in r:
-            outcome += f"\nat height {r['height']}"
-        table.add_row(f"{name}\n{r['place']}\n{r['id'][:10]}", outcome, ids(r["held"]),
-                      ids(r.get("committee", [])),
-                      ids(index[c] for c in r.get("confirmers", []) if c in index))
-    console.print(table)
-
-
-async def _rewards_table(net: Testnet, accounts: Sequence[str], result: DemoResult) -> None:
-    """``rewards ACCOUNT`` of every node's account, read from one node at one head."""
-    confirmers = set(result.reports["flood"]["confirmers"])
-    want_req = rewards.requester_reward(PARAMS, 0, 1)
-    want_worker = rewards.worker_reward(PARAMS, 0, 1, len(confirmers))
-    node = net.nodes[5]
-    for _ in range(10):
-        before = await node.rpc("head")
-        rows = [await node.rpc("rewards", [a]) for a in accounts]
-        if await node.rpc("head") == before:
-            break
-    else:
-        raise DemoFailed("the head kept moving while rewards were read")
-    table = Table("node", "requester", "worker", "confirmed", "blocks", "miner", "§3 formula",
-                  title=f"rewards ACCOUNT, as requester, worker and miner (asked node5 at "
-                        f"height {before['height']})")
-    all_ok = True
-    for i, (account, row) in enumerate(zip(accounts, rows, strict=True)):
-        want = (want_req, 0) if i == 0 else (0, want_worker if account in confirmers else 0)
-        ok = (row["requester"], row["worker"]) == want
-        all_ok &= ok
-        table.add_row(f"node{i}", str(row["requester"]), str(row["worker"]),
-                      str(row["confirmations"]), str(row["blocks"]), str(row["miner"]),
-                      f"{sum(want)} {'ok' if ok else 'DIFFERS'}")
-    console.print(table)
-    console.print(f"  requester ⌊B·α_r·Φ(0,1)⌋ = {want_req}; each of N_w = {len(confirmers)} "
-                  f"confirmers ⌊B·α_w·Φ(0,1)·m/N_w⌋ = {want_worker} (m = {PARAMS.majority}); "
-                  "a miner earns the block reward per block")
-    result.expect(all_ok, "rewards match SPATIAL.md §3: the requester, each confirmer; the "
-                          "rejecting, unselected and far workers nothing")
-    blocks = sum(r["blocks"] for r in rows)
-    result.expect(blocks == before["height"],
-                  f"every block's miner is paid ({blocks} blocks of {before['height']})")
-
-
-async def _snapshot(net: Testnet, accounts: Sequence[str]) -> tuple[
-        list[dict[str, Any]], list[list[dict[str, Any]]]]:
-    """Every node's head and every account's balance as every node sees it, read at one
-    common head (read again if a block arrived meanwhile)."""
-    for _ in range(10):
-        before = await net.tips()
-        rows = [[await n.rpc("balance", [a]) for a in accounts] for n in net.nodes]
-        after = await net.tips()
-        if before == after and len({t.get("hash") for t in after}) == 1:
-            return after, rows
-        await _settle(net)
-    raise DemoFailed("the head kept moving while balances were read")
-
-
-def _balances_tables(tips: list[dict[str, Any]], rows: list[list[dict[str, Any]]],
-                     accounts: Sequence[str], result: DemoResult) -> None:
-    table = Table("account", "balance", "nonce", "identical on",
-                  title=f"balances at height {tips[0]['height']} (base units)")
-    same = True
-    for k in range(len(accounts)):
-        seen = {(rows[n][k]["balance"], rows[n][k]["nonce"]) for n in range(N_NODES)}
-        same &= len(seen) == 1
-        agree = sum((rows[n][k]["balance"], rows[n][k]["nonce"]) ==
-                    (rows[0][k]["balance"], rows[0][k]["nonce"]) for n in range(N_NODES))
-        table.add_row(f"node{k} {accounts[k][:8]}", f"{rows[0][k]['balance']:,}",
-                      str(rows[0][k]["nonce"]), f"{agree}/{N_NODES} nodes")
-    console.print(table)
-    view = Table("node", "height", "head", "balances digest", "sum of balances",
-                 title="what each node sees")
-    for n, tip in enumerate(tips):
-        pairs = [(r["account"], r["balance"], r["nonce"]) for r in rows[n]]
-        digest = hashlib.sha256(repr(pairs).encode()).hexdigest()[:16]
-        view.add_row(f"node{n}", str(tip["height"]), str(tip["hash"])[:16], digest,
-                     f"{sum(r['balance'] for r in rows[n]):,}")
-    console.print(view)
-    result.expect(len({(t["height"], t["hash"]) for t in tips}) == 1,
-                  f"all {N_NODES} nodes have the same head at height {tips[0]['height']}")
-    result.expect(same, f"every balance and nonce is identical on all {N_NODES} nodes")
-
 
 # ---- the demo -----------------------------------------------------------------------------
 
@@ -631,10 +298,10 @@ async def run_demo(root: Path, seed: int = DEFAULT_SEED,
     spec = TestnetSpec(n=N_NODES, seed=seed, topology="mesh", accounts=1,
                        difficulty_bits=difficulty_bits)
     accounts = [info.account for info in init_testnet(root, spec)]
-    _configure(root, accounts[0])
+    configure(root, accounts[0])
     console.rule(f"{N_NODES}-daemon spatial crowdsourcing around Charlotte, NC")
     console.print(f"  testnet in {root}")
-    _nodes_table()
+    nodes_table()
     with trio.fail_after(DEMO_TIMEOUT_S):
         async with trio.open_nursery() as nursery:
             net = Testnet(root, nursery)
@@ -643,12 +310,12 @@ async def run_demo(root: Path, seed: int = DEFAULT_SEED,
             console.print(f"all {N_NODES} daemons ready, connected (mesh) and on genesis in "
                           f"{result.timings['start']:.1f} s")
             await _run_rounds(net, result)
-            await _check_reports(net, accounts, result)
-            _reports_table(result, accounts)
-            await _rewards_table(net, accounts, result)
-            tips, rows = await _snapshot(net, accounts)
+            await check_reports(net, accounts, result)
+            reports_table(result, accounts)
+            await rewards_table(net, accounts, result)
+            tips, rows = await snapshot(net, accounts)
             result.height = int(tips[0]["height"])
-            _balances_tables(tips, rows, accounts, result)
+            balances_tables(tips, rows, accounts, result)
             console.rule("stopping (SIGTERM)")
             t0 = time.monotonic()
             times = await net.stop_all()  # raises unless each exits 0 without a traceback

@@ -26,6 +26,7 @@ import math
 
 import h3.api.basic_int as _h3  # type: ignore[import-untyped]  # h3 ships no type hints
 
+from crowdmesh.chain.spatial_params import SpatialParams
 from crowdmesh.errors import ValidationError
 
 __all__ = [
@@ -36,9 +37,11 @@ __all__ = [
     "cell_hex",
     "cell_of",
     "cells_around",
+    "cells_for",
     "check_point",
     "distance_m",
     "ring_bound",
+    "rings_for",
 ]
 
 LAT_E6_MAX = 90_000_000
@@ -183,3 +186,18 @@ def ring_bound(radius_m: int, res: int) -> int:
     _check_res(res)
     r_min = _MIN_INRADIUS_PER_AVG_EDGE * float(_h3.average_hexagon_edge_length(res, unit="m"))
     return math.floor(radius_m / (_SQRT3 * r_min) + 2 * _MAX_CIRCUM_PER_INRADIUS / _SQRT3)
+
+
+def rings_for(params: SpatialParams) -> int:
+    """Rings a worker joins: the genesis's ``h3_rings``, more if R needs them (``ring_bound``)."""
+    return max(params.h3_rings, ring_bound(params.radius_m, params.h3_resolution))
+
+
+def cells_for(lat_e6: int, lon_e6: int, params: SpatialParams) -> frozenset[int]:
+    """The H3 cells a worker at ``(lat_e6, lon_e6)`` joins (the daemon subscribes to exactly
+    these; a demo or a test asks the same question with this one rule).
+
+    Raises:
+        ValidationError: ``bad-spatial-point``.
+    """
+    return frozenset(cells_around(lat_e6, lon_e6, params.h3_resolution, rings_for(params)))
