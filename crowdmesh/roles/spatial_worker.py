@@ -162,6 +162,11 @@ class WorkerReport:
     committed_on: bytes = b""
     phase: Literal["commit", "reveal"] = "commit"
 
+    @property
+    def awaiting_operator(self) -> bool:
+        """True while the operator's vote is wanted (``report pending`` lists these)."""
+        return self.vote is None and self.phase == "commit"
+
 
 # -- settings (the singleton) -------------------------------------------------------------------
 

@@ -328,10 +328,11 @@ def test_every_validator_reaches_the_same_decision_from_the_bytes_alone():
     assert replica.state_accumulator == w.chain.state_accumulator
 
 
-def test_bad_votes_in_the_bundle_do_not_reach_the_decision():
+def test_a_report_off_the_globe_cannot_even_be_made():
     assert VOTE_REJECT == 0
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as info:
         Report.create(REQUESTER, "cm-test", "flood", 91_000_000, 0, T0, 1)
+    assert info.value.code == "bad-spatial-point"
 
 
 def test_the_decision_record_and_earnings_are_readable_from_state():

@@ -38,6 +38,7 @@ from crowdmesh.daemon.chainview import LedgerChainView
 from crowdmesh.daemon.ledger import Ledger
 from crowdmesh.daemon.rolehost import RoleHost
 from crowdmesh.daemon.rolestore import RoleStore
+from crowdmesh.daemon.spatialapi import SpatialApi
 from crowdmesh.errors import ValidationError
 from crowdmesh.roles import (
     DISPATCH,
@@ -362,6 +363,10 @@ def test_the_requesters_own_node_never_commits_to_its_report(tmp_path):
     assert REQ.public not in decision(net, report)[8]
 
 
+async def _no_move(lat_e6, lon_e6):
+    raise AssertionError("not used here")
+
+
 def test_an_operator_worker_commits_only_after_its_vote(tmp_path):
     net = Net(tmp_path)
     req = net.add("req", REQ, REQUESTER)
@@ -371,9 +376,12 @@ def test_an_operator_worker_commits_only_after_its_vote(tmp_path):
     net.mine()
     assert operated.commits_sent() == []
     assert operated.state(Role.SPATIAL_WORKER, report.report_id.hex()).vote is None
+    api = SpatialApi(net.ledger, operated.host, operated.store, _no_move)
+    assert [p["report_id"] for p in api.report_pending()] == [report.report_id.hex()]
     operated.deliver(VoteGiven(report.report_id, VOTE_CONFIRM))
     net.settle()
     assert len(operated.commits_sent()) == 1
+    assert api.report_pending() == []  # voted: nothing waits for the operator any more
     operated.deliver(VoteGiven(report.report_id, VOTE_REJECT))  # the commitment fixed it
     assert operated.logged("spatial-vote-ignored")[-1]["reason"] == "committed"
     net.advance_to(report.ts + T_C + T_R + 1)
