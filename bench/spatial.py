@@ -1,7 +1,7 @@
 """Benchmark of the spatial protocol (SPATIAL.md §2.3) against the issue's targets.
 
 Usage: .venv/bin/python bench/spatial.py [--json FILE] [--quick] [--reports N] [--tallies N]
-                                         [--overlap N] [--all-mine] [--keep]
+                                         [--overlap N] [--all-mine] [--keep] [--tallies-only]
 
 Rows:
   report_p50_s / p95   a 9-daemon mesh testnet on 127.0.0.1. Node 0 is the spatial-requester
@@ -523,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-mine", action="store_true",
                         help="every daemon mines on-demand (default: only node 0)")
     parser.add_argument("--keep", action="store_true", help="keep the testnet directory")
+    parser.add_argument("--tallies-only", action="store_true",
+                        help="only the tally validation rate (no testnet)")
     args = parser.parse_args(argv)
     n_reports = args.reports or (3 if args.quick else 20)
     n_tallies = args.tallies or (30 if args.quick else 300)
@@ -543,7 +545,19 @@ def main(argv: list[str] | None = None) -> int:
     result["tallies_per_s_k_plus_3"] = round(extra["tallies_per_s"], 1)
     result["tallies_per_s_history"] = round(aged["tallies_per_s"], 1)
     result["history_points"] = history
+    if not args.tallies_only:
+        _testnet_part(args, n_reports, console, result)
+    console.print(f"load average after: {os.getloadavg()}")
+    result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    render_summary(console, result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return 0
 
+
+def _testnet_part(args: argparse.Namespace, n_reports: int, console: Console,
+                  result: dict[str, Any]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cmbench-", dir="/tmp"))
     console.print(f"testnet in {tmp}")
     try:
@@ -560,13 +574,6 @@ def main(argv: list[str] | None = None) -> int:
     result["miners"] = "all 9 on-demand" if args.all_mine else "node 0 on-demand"
     result["failures"] = res["failed"]
     result["failure_reasons"] = res["reasons"]
-    console.print(f"load average after: {os.getloadavg()}")
-    result["load_avg_after"] = round(os.getloadavg()[0], 2)
-    render_summary(console, result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

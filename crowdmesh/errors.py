@@ -12,6 +12,7 @@ __all__ = [
     "DecodeError",
     "NotFound",
     "ProtocolViolation",
+    "StoreError",
     "UsageError",
     "ValidationError",
 ]
@@ -48,3 +49,8 @@ class UsageError(CrowdmeshError):
 
 class NotFound(CrowdmeshError):
     """A looked-up object (block, transaction, task, key) does not exist."""
+
+
+class StoreError(CrowdmeshError):
+    """The node's own store cannot be used (damaged, empty, read-only, unopenable): neither a
+    peer's fault nor a caller's, and retrying cannot help; the operator repairs or resyncs."""

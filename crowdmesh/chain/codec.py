@@ -49,8 +49,14 @@ def unpack(data: bytes, cap: int) -> Any:
     """Decode ``data`` strictly.
 
     Raises:
-        DecodeError: ``oversize`` (checked first), ``bad-msgpack`` or ``non-canonical``.
+        DecodeError: ``bad-field`` if ``data`` is not bytes (a nested item of a decoded tree
+            that should have been ``bin``), ``oversize`` (checked first on bytes),
+            ``bad-msgpack`` or ``non-canonical``.
     """
+    # why: callers decode nested items of already-unpacked trees (a tally's report, commits,
+    # reveals); a remote tree can put any msgpack value there, and len(True) is a TypeError
+    if type(data) is not bytes:
+        raise DecodeError("bad-field", f"want bytes, got {type(data).__name__}")
     if len(data) > cap:
         raise DecodeError("oversize", f"{len(data)} > {cap} bytes")
     try:

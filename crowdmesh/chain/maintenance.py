@@ -9,7 +9,8 @@ Invariants:
   one receipt per transaction with the block's txids in order; and the stored state hashes
   (MuHash) to the head accumulator and to the head header's state root. Damage is reported, never
   raised; receipt problems start with a stable code (``receipts-missing``, ``receipts-damaged``,
-  ``receipts-mismatch``).
+  ``receipts-mismatch``), and a row that no longer decodes with ``row-damaged``. (Damage to the
+  SQLite file itself is refused earlier, when the store opens: ``chain-db-damaged``.)
 - ``reindex`` keeps the stored blocks, deletes everything derived from them (state, indexes,
   undo, receipts, head) and re-imports the blocks in height order, so fork choice and full
   validation run again and every main-chain block gets its receipts written anew. It is safe to
@@ -54,7 +55,17 @@ __all__ = ["check_db", "reindex"]
 
 
 def check_db(store: Store, genesis: Genesis) -> list[str]:
-    """Verify ``store`` against ``genesis``; return the problems found (empty = healthy)."""
+    """Verify ``store`` against ``genesis``; return the problems found (empty = healthy).
+
+    A row that no longer decodes ends the check with ``row-damaged: <its decode code>``.
+    """
+    try:
+        return _check(store, genesis)
+    except CrowdmeshError as exc:  # why: damage is reported, never raised (module rules)
+        return [f"row-damaged: {exc}"]
+
+
+def _check(store: Store, genesis: Genesis) -> list[str]:
     problems: list[str] = []
     if all(store.get(k) is None for k in (META_GENESIS, META_HEAD, META_ACC)):
         # the first batch writes all three with block 0, so rows without them mean a wipe

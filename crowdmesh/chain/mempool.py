@@ -12,22 +12,63 @@ Invariants:
   evicted tx's effects would stay in that state) and a refused tx is reverted out of it.
 - ``select`` orders by fee (highest first) while keeping each sender's nonce order; ties break
   by txid, so the order is deterministic.
+
+:class:`FutureQueue` holds transactions ahead of a nonce gap (geth's "queue"), bounded so that
+no sender can crowd out the others:
+- per sender at most ``per_sender`` transactions, each at most ``max_ahead`` nonces past the
+  sender's head nonce (``mempool-gap-too-far``); a full sender keeps its lowest nonces, the
+  ones nearest to becoming valid (``mempool-account-queue-full``);
+- a sender's queued spends (``tx_cost``: fee plus the value the transaction moves) in nonce
+  order never exceed the funds it has left after its pooled spends
+  (``mempool-sender-cannot-pay``), so an unfunded account queues nothing;
+- over the global count or byte cap, the sender holding the most queued transactions loses its
+  highest nonce first (``mempool-queue-full`` if that is the newcomer).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from crowdmesh.chain.chain import Chain, ImportResult
 from crowdmesh.chain.codec import Address, TxId
-from crowdmesh.chain.contracts import TxContext
+from crowdmesh.chain.contracts import TRANSFER, TxContext, decode_payload
 from crowdmesh.chain.rules import apply_tx, check_tx
 from crowdmesh.chain.state import State
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.errors import ValidationError
 
-__all__ = ["Mempool"]
+__all__ = ["FutureQueue", "Mempool", "tx_cost"]
+
+# Why these bounds: geth's AccountQueue (64) and GlobalQueue (1024, ours is larger because a
+# burst of gossip reorders many senders at once). A nonce more than MAX_NONCE_AHEAD past the
+# head nonce cannot become valid before the sender's pooled and queued slots (64 + 64) are
+# mined several times over, so holding it only helps a flood.
+MAX_QUEUED_PER_SENDER = 64
+MAX_QUEUED = 4096
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+MAX_NONCE_AHEAD = 256
+
+
+def _transfer_value(payload: bytes) -> int:
+    """The amount a transfer moves (0 if the payload is malformed: the contract rejects it)."""
+    try:
+        obj = decode_payload(payload, "bad-transfer-payload")
+    except ValidationError:
+        return 0
+    ok = isinstance(obj, list) and len(obj) == 2 and type(obj[1]) is int and obj[1] > 0
+    return obj[1] if ok else 0
+
+
+# The value each kind can move out of its sender's balance, on top of the fee (one entry per
+# contract that debits its sender; the others spend only the fee).
+VALUE_OF: dict[str, Callable[[bytes], int]] = {TRANSFER: _transfer_value}
+
+
+def tx_cost(tx: Transaction) -> int:
+    """The most ``tx`` can take from its sender: the fee plus the value it moves."""
+    value = VALUE_OF.get(tx.kind)
+    return tx.fee + (value(tx.payload) if value is not None else 0)
 
 
 class Mempool:
@@ -61,6 +102,14 @@ class Mempool:
     def transactions(self) -> list[Transaction]:
         """All pooled transactions (sender order, then nonce order)."""
         return [tx for q in self._by_sender.values() for tx in q]
+
+    def sender_count(self, sender: bytes) -> int:
+        """How many transactions of ``sender`` are pooled."""
+        return len(self._by_sender.get(Address(sender), ()))
+
+    def sender_spend(self, sender: bytes) -> int:
+        """The most ``sender``'s pooled transactions can take from its balance."""
+        return sum(tx_cost(tx) for tx in self._by_sender.get(Address(sender), ()))
 
     def add(self, tx: Transaction) -> None:
         """Validate ``tx`` against the head and pool it.
@@ -207,3 +256,119 @@ class Mempool:
                 self._admit(tx, verify_sig=False, scratch=scratch)  # verified before
             except ValidationError:
                 continue  # no longer valid on the new head: dropped, as Bitcoin does
+
+
+class FutureQueue:
+    """Transactions waiting for a missing lower nonce, bounded per sender and in total.
+
+    The caller passes what the queue needs of the chain (``base``: the sender's head nonce,
+    ``funds``: its head balance minus its pooled spends), so the queue is pure bookkeeping.
+    """
+
+    def __init__(self, per_sender: int = MAX_QUEUED_PER_SENDER, max_txs: int = MAX_QUEUED,
+                 max_bytes: int = MAX_QUEUED_BYTES, max_ahead: int = MAX_NONCE_AHEAD) -> None:
+        self.per_sender = per_sender
+        self.max_txs = max_txs
+        self.max_bytes = max_bytes
+        self.max_ahead = max_ahead
+        self._by_sender: dict[Address, dict[int, Transaction]] = {}
+        self._by_id: dict[TxId, Transaction] = {}
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, txid: object) -> bool:
+        return txid in self._by_id
+
+    def get(self, txid: bytes) -> Transaction | None:
+        """A queued transaction by id."""
+        return self._by_id.get(TxId(txid))
+
+    def peek(self, sender: bytes, nonce: int) -> Transaction | None:
+        """The queued transaction of ``sender`` at ``nonce``, if any."""
+        return self._by_sender.get(Address(sender), {}).get(nonce)
+
+    def senders(self) -> list[Address]:
+        """Senders with queued transactions."""
+        return list(self._by_sender)
+
+    def transactions(self) -> list[Transaction]:
+        """All queued transactions (sender order, then nonce order)."""
+        return [q[n] for q in self._by_sender.values() for n in sorted(q)]
+
+    def add(self, tx: Transaction, base: int, funds: int) -> None:
+        """Queue ``tx`` (already checked as a transaction, and ahead of a nonce gap).
+
+        Args:
+            tx: the transaction.
+            base: its sender's head nonce.
+            funds: its sender's head balance minus what its pooled transactions can spend.
+        Raises:
+            ValidationError: ``mempool-duplicate``, ``mempool-gap-too-far``,
+                ``mempool-conflict`` (same nonce queued, fee not higher),
+                ``mempool-sender-cannot-pay``, ``mempool-account-queue-full`` or
+                ``mempool-queue-full``.
+        """
+        if tx.txid in self._by_id:
+            raise ValidationError("mempool-duplicate")
+        if tx.nonce - base > self.max_ahead:
+            raise ValidationError("mempool-gap-too-far", f"head nonce is {base}")
+        slots = self._by_sender.get(tx.sender, {})
+        old = slots.get(tx.nonce)
+        if old is not None and tx.fee <= old.fee:
+            raise ValidationError("mempool-conflict", "replacement must pay a higher fee")
+        if self._spend_below(slots, tx.nonce) + tx_cost(tx) > funds:
+            raise ValidationError("mempool-sender-cannot-pay", f"funds {funds}")
+        if old is not None:
+            self.discard(old)
+        elif len(slots) >= self.per_sender:
+            top = max(slots)
+            if tx.nonce > top:
+                raise ValidationError("mempool-account-queue-full")
+            self.discard(slots[top])  # keep the nonces nearest to becoming valid (geth's Cap)
+        self._insert(tx)
+        self._trim(tx)
+
+    @staticmethod
+    def _spend_below(slots: dict[int, Transaction], nonce: int) -> int:
+        return sum(tx_cost(t) for n, t in slots.items() if n < nonce)
+
+    def _trim(self, newcomer: Transaction) -> None:
+        """Evict from the sender holding the most until under the caps."""
+        while len(self._by_id) > self.max_txs or self._bytes > self.max_bytes:
+            # ties go to the larger address: deterministic, and no sender can aim at a victim
+            sender = max(self._by_sender, key=lambda s: (len(self._by_sender[s]), s))
+            slots = self._by_sender[sender]
+            victim = slots[max(slots)]
+            self.discard(victim)
+            if victim is newcomer:
+                raise ValidationError("mempool-queue-full")
+
+    def prune(self, sender: bytes, base: int, funds: int) -> None:
+        """After a head change: drop ``sender``'s stale nonces (below ``base``) and every
+        transaction from the first one its ``funds`` no longer cover."""
+        slots = self._by_sender.get(Address(sender), {})
+        spent = 0
+        broke = False
+        for nonce in sorted(slots):
+            tx = slots[nonce]
+            spent += tx_cost(tx) if nonce >= base else 0
+            broke = broke or spent > funds
+            if nonce < base or broke:
+                self.discard(tx)
+
+    def _insert(self, tx: Transaction) -> None:
+        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = tx
+        self._by_id[tx.txid] = tx
+        self._bytes += len(tx.encoded)
+
+    def discard(self, tx: Transaction) -> None:
+        """Remove ``tx`` if queued."""
+        if self._by_id.pop(tx.txid, None) is None:
+            return
+        self._bytes -= len(tx.encoded)
+        slots = self._by_sender[tx.sender]
+        del slots[tx.nonce]
+        if not slots:
+            del self._by_sender[tx.sender]

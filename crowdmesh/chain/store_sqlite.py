@@ -10,6 +10,13 @@ Invariants:
   this or another process) gets ``UsageError("datadir-locked")``. The kernel drops the lock when
   the process dies, so a crashed node can restart.
 - One writer: callers serialise access (the daemon's single chain task).
+- A store that cannot be used is refused when it is opened, never at the first read or write
+  (``StoreError`` with a stable code whose detail names the way out): a file SQLite calls
+  damaged, or that fails ``PRAGMA quick_check``, is ``chain-db-damaged``; a 0-byte file is
+  ``chain-db-empty``; one that a write probe (a rolled-back insert) cannot change is
+  ``chain-db-read-only``. A 0-byte file is never ours: a new file is built as ``<path>.new``
+  (WAL mode, schema, closed so the WAL is folded in) and renamed into place, so a crash during
+  a first start leaves no file or a whole one.
 """
 
 from __future__ import annotations
@@ -18,13 +25,36 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from typing import Final
 
 from crowdmesh.chain.store import prefix_end
-from crowdmesh.errors import UsageError
+from crowdmesh.errors import StoreError, UsageError
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "verify_store"]
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID"
+_PROBE_KEY: Final = b"\x00write-probe"  # inserted and rolled back at open, never committed
+
+_RESYNC: Final = ("stop the node, move the data dir aside (keep node_key and keys/) and start "
+                  "on a new one to resync from peers")
+_ADVICE: Final = {  # the way out, by code; each detail is one line (the CLI prints one line)
+    "chain-db-damaged": f"the file is damaged and reindex cannot repair it: {_RESYNC}",
+    "chain-db-empty": ("the file is 0 bytes, so the chain it held is lost (a new data dir has "
+                       f"no chain.sqlite at all); reindex cannot help: {_RESYNC}"),
+    "chain-db-read-only": ("the daemon's user cannot write it or its -wal/-shm files: fix "
+                           "their owner or mode"),
+    "chain-db-unreadable": "check the owner and mode of the data dir and its files, and the disk",
+    "chain-db-unusable": "see the SQLite message; if it persists, " + _RESYNC,
+}
+_SQLITE_CODES: Final = {  # SQLite's primary result code -> ours
+    sqlite3.SQLITE_CORRUPT: "chain-db-damaged",
+    sqlite3.SQLITE_NOTADB: "chain-db-damaged",
+    sqlite3.SQLITE_READONLY: "chain-db-read-only",
+    sqlite3.SQLITE_PERM: "chain-db-read-only",
+    sqlite3.SQLITE_CANTOPEN: "chain-db-unreadable",
+    sqlite3.SQLITE_IOERR: "chain-db-unreadable",
+}
 
 
 class SqliteStore:
@@ -37,23 +67,17 @@ class SqliteStore:
 
     @classmethod
     def open(cls, path: str) -> SqliteStore:
-        """Open (creating if needed) the database file ``path`` and take its lock.
+        """Open the database file ``path`` (creating it if absent) and take its lock.
 
         Raises:
             UsageError: ``datadir-locked`` if another process (or handle) holds the lock.
+            StoreError: ``chain-db-damaged``, ``chain-db-empty``, ``chain-db-read-only``,
+                ``chain-db-unreadable`` or ``datadir-not-writable`` (see the module rules).
         """
-        lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock_fd = _lock(path)
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(lock_fd)
-            raise UsageError("datadir-locked", path) from exc
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(_SCHEMA)
-        except sqlite3.Error:
+            conn = _connect(path)
+        except BaseException:
             os.close(lock_fd)
             raise
         return cls(conn, lock_fd, path)
@@ -95,3 +119,99 @@ class SqliteStore:
         self._conn.close()
         os.close(self._lock_fd)
         self._lock_fd = -1
+
+
+def _lock(path: str) -> int:
+    """Take the exclusive lock of ``path`` (see the module rules); return its descriptor."""
+    try:
+        lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StoreError("datadir-not-writable",
+                         f"cannot create {path}.lock: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(lock_fd)
+        raise UsageError("datadir-locked", path) from exc
+    return lock_fd
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """A checked connection to ``path``, created whole if the file is absent."""
+    if not os.path.lexists(path):
+        _create(path)
+    elif os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise _error("chain-db-empty", path, "0 bytes")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _sqlite_error(path, exc) from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(_SCHEMA)
+        verify_store(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _sqlite_error(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _create(path: str) -> None:
+    """Build a new empty store beside ``path`` and rename it into place (see the rules)."""
+    tmp = path + ".new"
+    for stale in (tmp, tmp + "-wal", tmp + "-shm"):
+        with suppress(FileNotFoundError):
+            os.unlink(stale)  # left by a crash during an earlier first start
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(_SCHEMA)
+        finally:
+            conn.close()  # why: the last close checkpoints the WAL into tmp and removes it
+        os.replace(tmp, path)
+        dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)  # the rename itself must survive a power loss
+        finally:
+            os.close(dir_fd)
+    except sqlite3.Error as exc:
+        raise _sqlite_error(path, exc) from None
+    except OSError as exc:
+        raise _error("chain-db-unreadable", path, f"cannot create it: {exc.strerror}") from None
+
+
+def verify_store(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a store SQLite finds damaged, or that cannot be written.
+
+    Raises:
+        StoreError: ``chain-db-damaged`` or ``chain-db-read-only``.
+    """
+    rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+    if rows != [("ok",)]:
+        report = " ".join(" ".join(str(r[0]) for r in rows).split())  # one line
+        raise _error("chain-db-damaged", path, f"quick_check: {report}")
+    # why a real write: a read-only file opens and reads fine, and SQLite says so only at
+    # the first write, which for a node is its first block, long after it reported ready
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", (_PROBE_KEY, b""))
+    except sqlite3.Error as exc:
+        raise _sqlite_error(path, exc) from None
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
+def _sqlite_error(path: str, exc: sqlite3.Error) -> StoreError:
+    primary = getattr(exc, "sqlite_errorcode", -1) & 0xFF  # extended codes keep it low
+    return _error(_SQLITE_CODES.get(primary, "chain-db-unusable"), path, str(exc))
+
+
+def _error(code: str, path: str, what: str) -> StoreError:
+    return StoreError(code, f"{path}: {what}; {_ADVICE[code]}")

@@ -15,6 +15,11 @@ Invariants:
   prime-order subgroup, small-order points and identity results, which RFC 9381 still defines (a
   key may carry a torsion component; Gamma need only be on the curve), so those fall back to
   plain-integer arithmetic in ``crowdmesh.crypto._ed25519``. Honest inputs never take that path.
+- Speed (a tally re-verifies K proofs, SPATIAL.md §2.3 step 6): a validated public key is
+  memoised (``_decode_key`` is a pure function of 32 bytes, so the memo never changes a result);
+  try-and-increment rejects a non-point candidate with a Jacobi symbol before paying for a square
+  root; ``decode_proof`` + ``verify_decoded`` let a caller read the claimed beta of many proofs,
+  then verify only those it needs, without decoding Gamma twice.
 - The secret seed is the RFC 8032 32-byte secret key (the same form as an Ed25519 seed).
   Variable-time code: proving is for our own keys on our own node, not a side-channel-hardened
   implementation (RFC 9381 §7.4).
@@ -22,9 +27,12 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from dataclasses import dataclass
 from enum import IntEnum
 
+import gmpy2
 from nacl import bindings as _sodium
 from nacl.exceptions import RuntimeError as SodiumError
 
@@ -36,13 +44,16 @@ __all__ = [
     "PROOF_SIZE",
     "PUBLIC_KEY_SIZE",
     "SEED_SIZE",
+    "DecodedProof",
     "Suite",
+    "decode_proof",
     "is_valid",
     "proof_to_hash",
     "prove",
     "public_key",
     "validate_public_key",
     "verify",
+    "verify_decoded",
 ]
 
 SEED_SIZE = 32
@@ -123,6 +134,13 @@ def public_key(secret_key_seed: bytes) -> bytes:
 
 def _decode_key(public: bytes) -> bytes:
     """RFC 9381 §5.4.5 ECVRF_validate_key: decodable and not of small order."""
+    return _decode_key_memo(bytes(public))
+
+
+# why a memo: committee members serve many reports, and the check costs a square root and three
+# point doublings; failures raise, and functools never stores a raised call.
+@functools.lru_cache(maxsize=4096)
+def _decode_key_memo(public: bytes) -> bytes:
     point = ed.decode(public)
     if point is None:
         raise ValidationError(BAD_KEY, "public key does not decode to a curve point")
@@ -139,11 +157,24 @@ def validate_public_key(public: bytes) -> None:
 # -- hash to curve (RFC 9381 §5.4.1) ----------------------------------------------------------
 
 
+_Y_MASK = (1 << 255) - 1
+
+
+def _decode_candidate(s: bytes) -> ed.Point | None:
+    """``ed.decode``, but a string whose x² = (y² - 1)/(d·y² + 1) is a non-square mod p (half
+    of all random strings) is refused by a Jacobi symbol, far cheaper than the square root."""
+    y = int.from_bytes(s, "little") & _Y_MASK
+    y2 = y * y
+    if gmpy2.jacobi((y2 - 1) * (ed.D * y2 + 1) % ed.P, ed.P) == -1:
+        return None  # exactly the strings ed.decode refuses at its square root
+    return ed.decode(s)
+
+
 def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> bytes:
     """§5.4.1.1 try-and-increment; each try succeeds with probability ≈ 1/2."""
     prefix = bytes([Suite.TAI, 0x01]) + salt + alpha
     for ctr in range(256):
-        point = ed.decode(_sha512(prefix, bytes([ctr, 0x00]))[:_PT_LEN])
+        point = _decode_candidate(_sha512(prefix, bytes([ctr, 0x00]))[:_PT_LEN])
         if point is None:
             continue
         point = ed.clear_cofactor(point)
@@ -214,6 +245,40 @@ def prove(secret_key_seed: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> 
     return gamma + c.to_bytes(_C_LEN, "little") + s.to_bytes(_Q_LEN, "little")
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedProof:
+    """A proof split into its parts, with the beta it CLAIMS (nothing is verified yet).
+
+    Attributes:
+        pi: the 80-byte proof itself; its Gamma decodes to a curve point.
+        c: the 16-byte challenge as an integer.
+        s: the response, already checked to be < q.
+        beta: proof_to_hash of this proof; equal to ``verify``'s result iff it verifies.
+        suite: the suite whose beta this is.
+    """
+
+    pi: bytes
+    c: int
+    s: int
+    beta: bytes
+    suite: Suite
+
+    @property
+    def gamma(self) -> bytes:
+        """The 32-byte encoding of Gamma."""
+        return self.pi[:_PT_LEN]
+
+
+def decode_proof(pi: bytes, *, suite: Suite = Suite.TAI) -> DecodedProof:
+    """Decode pi (RFC 9381 §5.4.4) and compute the beta it claims, WITHOUT checking it.
+
+    Raises:
+        ValidationError: ``bad-vrf-proof`` if pi does not even decode.
+    """
+    gamma, c, s = _decode_proof(pi)
+    return DecodedProof(pi, c, s, _gamma_to_hash(suite, gamma), suite)
+
+
 def proof_to_hash(pi: bytes, *, suite: Suite = Suite.TAI) -> bytes:
     """Return beta (64 bytes) of a proof WITHOUT checking it (RFC 9381 §5.2).
 
@@ -222,8 +287,24 @@ def proof_to_hash(pi: bytes, *, suite: Suite = Suite.TAI) -> bytes:
     Raises:
         ValidationError: ``bad-vrf-proof`` if pi does not even decode.
     """
-    gamma, _, _ = _decode_proof(pi)
-    return _gamma_to_hash(suite, gamma)
+    return decode_proof(pi, suite=suite).beta
+
+
+def verify_decoded(public_key: bytes, proof: DecodedProof, alpha: bytes) -> bytes:
+    """Check a decoded proof for (public_key, alpha) and return its beta (RFC 9381 §5.3).
+
+    Raises:
+        ValidationError: ``bad-vrf-key`` for an unusable key, ``bad-vrf-proof`` if the proof
+            does not verify.
+    """
+    y = _decode_key(public_key)
+    c, s = proof.c, proof.s
+    h = _ENCODE_TO_CURVE[proof.suite](y, alpha)
+    u = _sub(_mul_base(s), _mul(c, y))
+    v = _sub(_mul(s, h), _mul(c, proof.gamma))
+    if _challenge(proof.suite, y, h, proof.gamma, u, v) != c:
+        raise ValidationError(BAD_PROOF, "challenge mismatch")
+    return proof.beta
 
 
 def verify(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> bytes:
@@ -233,15 +314,8 @@ def verify(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.T
         ValidationError: ``bad-vrf-key`` for an unusable key, ``bad-vrf-proof`` for a proof that
             does not decode or does not verify.
     """
-    y = _decode_key(public_key)
-    gamma, c, s = _decode_proof(pi)
-    gamma_string = pi[:_PT_LEN]
-    h = _ENCODE_TO_CURVE[suite](y, alpha)
-    u = _sub(_mul_base(s), _mul(c, y))
-    v = _sub(_mul(s, h), _mul(c, gamma_string))
-    if _challenge(suite, y, h, gamma_string, u, v) != c:
-        raise ValidationError(BAD_PROOF, "challenge mismatch")
-    return _gamma_to_hash(suite, gamma)
+    _decode_key(public_key)  # the key's error comes first, as RFC 9381 §5.3 step 1
+    return verify_decoded(public_key, decode_proof(pi, suite=suite), alpha)
 
 
 def is_valid(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> bool:

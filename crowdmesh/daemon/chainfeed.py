@@ -12,8 +12,11 @@ Invariants:
 - :meth:`ChainFeed.submit` is the one local way into the mempool: a transaction ahead of a
   missing nonce is queued (``mempool-nonce-gap``, kept in the gap buffer) and relayed; any
   other refusal raises with its stable code and relays nothing.
+- :meth:`ChainFeed.submit` relays only what the ledger keeps: a transaction the gap buffer
+  refuses (too far ahead, unfunded, the sender's slots full) raises and is not gossiped.
 - :class:`ChainApi` is the control socket's ``ChainService``: read-only views of the ledger,
-  plus ``submit_tx`` through :meth:`ChainFeed.submit`.
+  plus ``submit_tx`` through :meth:`ChainFeed.submit`, which answers only once the pool file
+  holds the transaction (``pending`` or ``queued`` then survives a SIGKILL).
 """
 
 from __future__ import annotations
@@ -131,7 +134,10 @@ class ChainApi:
         through gossip) is queued, gossiped, and pooled when the predecessor arrives.
         """
         tx = decode_tx_hex(raw_hex)
-        return {"txid": tx.txid.hex(), "status": self._feed.submit(tx)}
+        status = self._feed.submit(tx)
+        if self._ledger.pool_file is not None:  # why before answering: an answer is a promise
+            await self._ledger.pool_file.save()
+        return {"txid": tx.txid.hex(), "status": status}
 
     def tx(self, txid_hex: str) -> JsonObj:
         """A pending or confirmed transaction (with its contract events once confirmed)."""

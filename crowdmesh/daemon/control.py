@@ -17,9 +17,17 @@ subscribers such as ``logs -f`` stay), every request runs under a timeout, a bat
 most :data:`MAX_BATCH` calls, and every subscriber queue is bounded: when a slow client's
 queue is full the event is dropped and counted (each notification's ``missed`` = drops since
 the previous one).
+Rule 2b (reserve): subscribers are never idle-closed, so at most ``max_clients -`` the reserve
+(:func:`reserved_slots`) connections may subscribe; the reserved slots stay for plain calls, so
+``status`` and ``stop`` always get through (a further ``subscribe`` answers -32005
+``too-many-subscribers``).
+Rule 2c (hang-up): while a call runs the server keeps reading the connection; when the client
+closes it, the call is cancelled (``generate`` stops asking for blocks) and answered -32007
+``client-closed`` if anything still listens. A client keeps its end open until its answer.
 Rule 3 (errors): bad input from a client is answered with a JSON-RPC error and never crashes the
 daemon; ``crowdmesh.errors`` raised by the node map through :data:`ERROR_CODES`; any other
-exception is a bug and propagates.
+exception is a bug and propagates. No client number is ever converted to a float: an ``id`` is
+an integer within ±2^63, a finite float, a string or null, else -32600 ``bad-request-id``.
 Rule 4 (readiness): until ``services.node.is_ready()`` every method marked ``needs_ready`` answers
 ``-28 warming up`` (as bitcoind does), and every table method does until the node has handed
 over its services; ``ready``, ``stop``, ``subscribe`` work at once.
@@ -73,19 +81,24 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERROR_CODES",
+    "ID_LIMIT",
     "MAX_BATCH",
     "MAX_LINE",
+    "RESERVED_SLOTS",
     "BoundSocket",
     "ControlServer",
     "EventHub",
     "NodeSlot",
     "RpcError",
     "bind_control_socket",
+    "reserved_slots",
 ]
 
 MAX_BATCH: Final = 100
 WRITE_TIMEOUT_S: Final = 10.0
 IDLE_TIMEOUT_S: Final = 60.0
+RESERVED_SLOTS: Final = 8  # connections a subscriber can never take (Rule 2b)
+ID_LIMIT: Final = 1 << 63  # why: ids are echoed back, and JSON peers hold numbers as int64
 
 PARSE_ERROR: Final = -32700
 INVALID_REQUEST: Final = -32600
@@ -95,6 +108,7 @@ NOT_FOUND: Final = -32004
 TIMED_OUT: Final = -32001
 TOO_MANY_CLIENTS: Final = -32005
 LINE_TOO_LONG: Final = -32006
+CLIENT_CLOSED: Final = -32007
 
 # Exception family → JSON-RPC code; the exception's stable ``code`` travels in ``data``.
 ERROR_CODES: Final[dict[type[CrowdmeshError], int]] = {
@@ -177,6 +191,7 @@ class _LineReader:
         self._stream = stream
         self._limit = limit
         self._buf = bytearray()
+        self.eof = False
 
     async def next_line(self) -> bytes | None:
         """The next line, or None at end of stream; raises LineTooLong."""
@@ -190,10 +205,23 @@ class _LineReader:
             if len(self._buf) > self._limit:
                 raise LineTooLong
             start = len(self._buf)
-            chunk = await self._stream.receive_some(65536)
-            if not chunk:
+            if not await self._receive():
                 return None
+
+    async def wait_eof(self) -> None:
+        """Read ahead (buffering what arrives) until the client closes its end (Rule 2c)."""
+        while len(self._buf) <= self._limit:
+            if not await self._receive():
+                return
+        await trio.sleep_forever()  # why: the next line is too long anyway; next_line says so
+
+    async def _receive(self) -> bool:
+        """Buffer one chunk; False (and ``eof`` set) at end of stream."""
+        if not self.eof:
+            chunk = await self._stream.receive_some(65536)
+            self.eof = not chunk
             self._buf += chunk
+        return not self.eof
 
 
 @dataclass(slots=True, eq=False)
@@ -216,6 +244,8 @@ class _Conn:
     def subscribe(self, topic: Topic) -> int:
         if len(self.subs) >= len(TOPICS) * 4:
             raise RpcError(INVALID_PARAMS, "too many subscriptions on this connection")
+        if not self.subs:
+            self.server.claim_subscriber_slot()
         sub = self.server.hub.open(topic)
         self.subs.add(sub.sid)
         self.nursery.start_soon(self._forward, sub)
@@ -226,6 +256,8 @@ class _Conn:
             return False
         self.subs.discard(sid)
         self.server.hub.close(sid)
+        if not self.subs:
+            self.server.subscribers -= 1
         return True
 
     async def _forward(self, sub: Subscription) -> None:
@@ -252,9 +284,37 @@ def _error(id_: Any, err: RpcError) -> JsonObj:
     return {"jsonrpc": "2.0", "id": id_, "error": err.to_json()}
 
 
+# id type → is this value acceptable; ``bool`` is absent on purpose (JSON true is not an id).
+# why no float(): ``math.isfinite`` on a 400-digit int raises OverflowError (issue 11 fault 1)
+_ID_CHECKS: Final[dict[type, Callable[[Any], bool]]] = {
+    type(None): lambda v: True,
+    str: lambda v: True,
+    int: lambda v: -ID_LIMIT <= v < ID_LIMIT,
+    float: math.isfinite,
+}
+
+
 def _valid_id(v: Any) -> bool:
-    return v is None or isinstance(v, str) or (
-        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+    check = _ID_CHECKS.get(type(v))
+    return check is not None and check(v)
+
+
+def _request_problem(call: Any) -> tuple[str, str] | None:
+    """Why ``call`` is not a valid JSON-RPC request: (stable code, message), or None."""
+    if not isinstance(call, dict) or call.get("jsonrpc") != "2.0":
+        return "bad-request", "invalid request: not a JSON-RPC 2.0 request object"
+    if not _valid_id(call.get("id")):
+        return "bad-request-id", ("invalid request: id must be null, a string, an integer in "
+                                  "-2^63..2^63-1 or a finite number")
+    if not isinstance(call.get("method"), str):
+        return "bad-request", "invalid request: method must be a string"
+    return None
+
+
+def reserved_slots(max_clients: int) -> int:
+    """Connections kept for plain calls out of ``max_clients`` (Rule 2b): at least one, at most
+    :data:`RESERVED_SLOTS`, and a quarter when there are few."""
+    return max(1, min(RESERVED_SLOTS, max_clients // 4))
 
 
 class ControlServer:
@@ -281,7 +341,21 @@ class ControlServer:
         self.idle_timeout_s = idle_timeout_s
         self.clients = 0
         self.rejected_clients = 0
+        self.subscribers = 0  # connections holding at least one subscription
+        self.max_subscribers = max_clients - reserved_slots(max_clients)
         self._on_stop = on_stop
+
+    def claim_subscriber_slot(self) -> None:
+        """Count one more subscribing connection.
+
+        Raises:
+            RpcError: -32005 ``too-many-subscribers`` when only reserved slots are left.
+        """
+        if self.subscribers >= self.max_subscribers:
+            raise RpcError(TOO_MANY_CLIENTS, f"too many subscribers: {self.max_subscribers} "
+                           "at most, the other connections are kept for calls",
+                           {"code": "too-many-subscribers"})
+        self.subscribers += 1
 
     def request_stop(self) -> None:
         """Ask the daemon (``on_stop``) or, without one, the node to stop."""
@@ -338,12 +412,26 @@ class ControlServer:
             if line is None:
                 return
             if line.strip():
-                reply = await self.handle_line(conn, line)
+                reply = await self._answer_unless_closed(conn, reader, line)
                 try:
                     if reply is not None:
                         await conn.send(reply)
                 finally:
                     _run_all(conn.after_reply)
+
+    async def _answer_unless_closed(self, conn: _Conn, reader: _LineReader, line: bytes) -> Any:
+        """Answer ``line``, cancelling the call if the client closes its end meanwhile (Rule 2c).
+
+        Why: ``generate 10000`` from a client that went away would otherwise mine on for hours.
+        """
+        reply: Any = _error(None, RpcError(CLIENT_CLOSED, "call cancelled: the client closed "
+                                                          "the connection",
+                                           {"code": "client-closed"}))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_at_eof, reader, nursery.cancel_scope)
+            reply = await self.handle_line(conn, line)
+            nursery.cancel_scope.cancel()
+        return reply
 
     async def _next_line(self, conn: _Conn, reader: _LineReader) -> bytes | None:
         """The next request line; None at end of stream or when an unsubscribed client idles."""
@@ -368,11 +456,10 @@ class ControlServer:
 
     async def handle_call(self, conn: _Conn, call: Any) -> JsonObj | None:
         """Answer one JSON-RPC call object; None for a notification (no ``id``)."""
-        if not isinstance(call, dict) or call.get("jsonrpc") != "2.0" or not _valid_id(
-            call.get("id")
-        ) or not isinstance(call.get("method"), str):
+        problem = _request_problem(call)
+        if problem is not None:
             id_ = call.get("id") if isinstance(call, dict) and _valid_id(call.get("id")) else None
-            return _error(id_, RpcError(INVALID_REQUEST, "invalid request"))
+            return _error(id_, RpcError(INVALID_REQUEST, problem[1], {"code": problem[0]}))
         is_notification = "id" not in call
         try:
             result = await self._dispatch(conn, call["method"], call.get("params"))
@@ -417,6 +504,11 @@ class ControlServer:
                 await trio.serve_listeners(self.handle_stream, [listener], handler_nursery=nursery)
         finally:
             bound.close()
+
+
+async def _cancel_at_eof(reader: _LineReader, scope: trio.CancelScope) -> None:
+    await reader.wait_eof()
+    scope.cancel()
 
 
 def _socket_is_live(path: Path) -> bool:

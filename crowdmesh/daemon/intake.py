@@ -48,7 +48,12 @@ from crowdmesh.roles.spatial_events import SpatialHeard, SpatialKind
 
 __all__ = ["QUIET_CODES", "GossipIntake"]
 
-QUIET_CODES = frozenset({"mempool-nonce-gap", "mempool-duplicate"})
+# Honest races and differences in view: reordered nonces, re-announced txs, and the gap
+# buffer's bounds, which depend on our head and pool (a peer's may differ). What our head makes
+# hopeless on its own the gossip validator already dropped (``Ledger.check_tx``).
+QUIET_CODES = frozenset({"mempool-nonce-gap", "mempool-duplicate", "mempool-gap-too-far",
+                         "mempool-sender-cannot-pay", "mempool-account-queue-full",
+                         "mempool-queue-full"})
 
 
 class GossipIntake:

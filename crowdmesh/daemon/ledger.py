@@ -3,16 +3,20 @@
 Invariants:
 - Only the trio thread calls a :class:`Ledger` (the store has one writer), and no method awaits,
   so a block import or a mempool change is atomic with respect to other tasks.
-- :meth:`Ledger.check_gossip` is the cheap stateless check the gossip validator runs before a
-  message is forwarded: strict decode, chain id, transaction signature, header PoW and target
-  bound. Full validation happens in :meth:`import_block` / :meth:`add_tx`. A spatial message
-  (``SpatialGossip``) must decode as its kind; a report must also name this chain, a genesis
-  report type and a point, and carry a ``ts`` within ±(T_c + T_r) of the ledger's clock.
-  Spatial signatures are the roles' to verify.
+- :meth:`Ledger.check_gossip` is the cheap check the gossip validator runs before a message is
+  forwarded: strict decode, chain id, transaction signature, header PoW and target bound, and
+  one head-state read per transaction so that what no node would keep is not forwarded either
+  (a nonce too far ahead, a sender who cannot pay it even alone). Full validation happens in
+  :meth:`import_block` / :meth:`add_tx`. A spatial message (``SpatialGossip``) must decode as
+  its kind; a report must also name this chain, a genesis report type and a point, and carry a
+  ``ts`` within ±(T_c + T_r) of the ledger's clock. Spatial signatures are the roles' to verify.
 - After every head change the mempool follows it (confirmed txs leave, the transactions of
   disconnected blocks come back if still valid), see ``Mempool.update``.
-- Transactions that arrive ahead of a missing nonce (gossip reorders) wait in a bounded gap
-  buffer and are retried when the missing nonce is pooled, instead of being lost.
+- Transactions that arrive ahead of a missing nonce (gossip reorders) wait in the gap buffer, a
+  :class:`FutureQueue` bounded per sender (see ``chain/mempool.py``), and are retried when the
+  missing nonce is pooled, instead of being lost. A transaction the queue refuses raises the
+  queue's code instead of ``mempool-nonce-gap``, so callers neither answer ``queued`` nor
+  relay it.
 - ``pending_nonce`` never goes below the head nonce and only skips nonces that are pooled or
   gap-buffered without a hole from the head nonce (a buffered tx past a hole does not count).
 """
@@ -21,16 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from crowdmesh.chain.block import Block, BlockHeader
 from crowdmesh.chain.chain import Chain, ImportResult
 from crowdmesh.chain.contracts.spatial.geo import check_point
 from crowdmesh.chain.contracts.spatial.protocol import Commit, Report, Reveal
 from crowdmesh.chain.layout import P_TX
-from crowdmesh.chain.mempool import Mempool
+from crowdmesh.chain.mempool import MAX_NONCE_AHEAD, FutureQueue, Mempool, tx_cost
 from crowdmesh.chain.tx import Transaction
 from crowdmesh.daemon.api import JsonObj
 from crowdmesh.daemon.views import block_view, header_view, parse_hex, receipt_view, tx_view
@@ -51,11 +54,15 @@ from crowdmesh.p2p.messages import (
     Txs,
 )
 
-__all__ = ["GAP_BUFFER", "RETRY_LATER", "Ledger", "check_spatial_report", "decode_tx_hex"]
+if TYPE_CHECKING:
+    from crowdmesh.daemon.mempoolfile import MempoolFile
 
-GAP_BUFFER = 4096
-# Mempool refusals that a later head change can lift: the transaction stays buffered.
-RETRY_LATER: Final = frozenset({"mempool-nonce-gap", "mempool-sender-full", "mempool-full"})
+__all__ = ["RETRY_LATER", "Ledger", "check_spatial_report", "decode_tx_hex"]
+
+# Refusals for lack of room, which a later head change can lift: a buffered transaction refused
+# with one stays buffered, and the call service keeps (and later resends) a call refused with one.
+RETRY_LATER: Final = frozenset({"mempool-nonce-gap", "mempool-sender-full", "mempool-full",
+                                "mempool-account-queue-full", "mempool-queue-full"})
 MAX_SYNC_REPLY_BYTES = 8 * 1024 * 1024
 MAX_TEMPLATE_TXS = 5000
 
@@ -69,7 +76,8 @@ class Ledger:
         self.mempool = mempool
         self.genesis = chain.genesis
         self._clock = clock  # the spatial ts check's "now" (injected so tests set it)
-        self._gap: OrderedDict[tuple[bytes, int], Transaction] = OrderedDict()
+        self._gap = FutureQueue()
+        self.pool_file: MempoolFile | None = None  # set by ``mempoolfile.open_ledger``
         # Cheap checks per gossip message type (one table, as the dispatch rules ask).
         self._checks: dict[type[Message], Callable[[Message], None]] = {
             TxGossip: self._check_tx_gossip,
@@ -118,9 +126,24 @@ class Ledger:
         tx = Transaction.decode(raw)
         if tx.chain_id != self.genesis.chain_id:
             raise ValidationError("bad-tx-chain-id", tx.chain_id)
+        self._check_hopeless(tx)  # one state read, before the costly signature check
         if not tx.has_valid_signature():
             raise ValidationError("bad-tx-sig")
         return tx
+
+    def _check_hopeless(self, tx: Transaction) -> None:
+        """Refuse what no pool would keep on our head, whatever else it holds: a nonce too far
+        ahead, or a cost above the sender's whole balance (a flood costs its sender nothing
+        otherwise, and every node would forward it).
+
+        Raises:
+            ValidationError: ``mempool-gap-too-far``, ``mempool-sender-cannot-pay``.
+        """
+        acct = self.chain.account(tx.sender)
+        if tx.nonce - acct.nonce > MAX_NONCE_AHEAD:
+            raise ValidationError("mempool-gap-too-far", f"head nonce is {acct.nonce}")
+        if tx_cost(tx) > acct.balance:
+            raise ValidationError("mempool-sender-cannot-pay", f"balance {acct.balance}")
 
     def _check_header(self, header: BlockHeader) -> None:
         if header.chain_id != self.genesis.chain_id:
@@ -173,7 +196,8 @@ class Ledger:
         new chain lacks may still arrive), so a reorg never loses a still-valid transaction."""
         for tx in before:
             if tx.txid not in self.mempool and tx.nonce > self.chain.nonce(tx.sender):
-                self._buffer(tx)
+                with contextlib.suppress(ValidationError):  # the queue's bounds still hold
+                    self._buffer(tx)
 
     def is_confirmed(self, txid: bytes) -> bool:
         """True iff ``txid`` is in a main-chain block (one index lookup, no block decode)."""
@@ -181,52 +205,55 @@ class Ledger:
 
     def unknown_txids(self, txids: tuple[bytes, ...]) -> list[bytes]:
         """The ``txids`` that are neither pooled, gap-buffered nor confirmed (worth fetching)."""
-        buffered = {bytes(tx.txid) for tx in self._gap.values()}
         return [t for t in txids
-                if t not in self.mempool and t not in buffered and not self.is_confirmed(t)]
+                if t not in self.mempool and t not in self._gap and not self.is_confirmed(t)]
 
     def add_tx(self, tx: Transaction) -> list[Transaction]:
         """Pool ``tx`` (and any buffered successors it unblocks); return what was pooled.
 
         Raises:
-            ValidationError: ``tx`` is not acceptable now (``mempool-nonce-gap`` buffers it).
+            ValidationError: ``tx`` is not acceptable now: ``mempool-nonce-gap`` if it waits in
+                the gap buffer, else the pool's or the gap buffer's code.
         """
         try:
             self.mempool.add(tx)
         except ValidationError as exc:
             if exc.code == "mempool-nonce-gap":
-                self._buffer(tx)
+                self._buffer(tx)  # raises the queue's code if it refuses
             raise
         return [tx, *self._release(tx.sender, tx.nonce + 1)]
 
     def _buffer(self, tx: Transaction) -> None:
-        self._gap[(bytes(tx.sender), tx.nonce)] = tx
-        while len(self._gap) > GAP_BUFFER:
-            self._gap.popitem(last=False)
+        self._gap.add(tx, self.chain.nonce(tx.sender), self._funds(tx.sender))
+
+    def _funds(self, sender: bytes) -> int:
+        """What ``sender`` has left for queued transactions: head balance minus pooled spends."""
+        return self.chain.account(sender).balance - self.mempool.sender_spend(sender)
 
     def _release(self, sender: bytes, nonce: int) -> list[Transaction]:
         released = []
-        while (tx := self._gap.pop((bytes(sender), nonce), None)) is not None:
+        while (tx := self._gap.peek(sender, nonce)) is not None:
             try:
                 self.mempool.add(tx)
             except ValidationError as exc:
-                if exc.code in RETRY_LATER:
-                    self._gap[(bytes(sender), nonce)] = tx  # still waiting: keep it
+                if exc.code not in RETRY_LATER:  # else still waiting: keep it
+                    self._gap.discard(tx)
                 break
+            self._gap.discard(tx)
             released.append(tx)
             nonce += 1
         return released
 
     def _retry_gap(self) -> None:
-        """After a head change: drop stale buffered txs, pool those that now follow on."""
-        pooled: dict[bytes, int] = {}
-        for tx in self.mempool.transactions():
-            pooled[bytes(tx.sender)] = pooled.get(bytes(tx.sender), 0) + 1
-        for sender in {s for s, _ in self._gap}:
+        """After a head change: drop stale or unfunded buffered txs, pool those that follow."""
+        for sender in self._gap.senders():
             base = self.chain.nonce(sender)
-            for key in [k for k in self._gap if k[0] == sender and k[1] < base]:
-                del self._gap[key]
-            self._release(sender, base + pooled.get(sender, 0))
+            self._gap.prune(sender, base, self._funds(sender))
+            self._release(sender, base + self.mempool.sender_count(sender))
+
+    def pool_snapshot(self) -> tuple[list[Transaction], list[Transaction]]:
+        """The pooled and the gap-buffered transactions (what the mempool file holds)."""
+        return self.mempool.transactions(), self._gap.transactions()
 
     def template(self, parent: bytes, miner: bytes, now: int) -> Block | None:
         """A nonce-0 block on ``parent`` with pooled transactions, or None if ``parent`` is no
@@ -265,8 +292,7 @@ class Ledger:
 
     def sync_txs(self, txids: tuple[bytes, ...]) -> Txs:
         """Pooled or gap-buffered transactions by txid, in request order (unknown skipped)."""
-        buffered: dict[bytes, Transaction] = {bytes(tx.txid): tx for tx in self._gap.values()}
-        found = [self.mempool.get(t) or buffered.get(t) for t in txids[:MAX_TXIDS_PER_MESSAGE]]
+        found = [self.mempool.get(t) or self._gap.get(t) for t in txids[:MAX_TXIDS_PER_MESSAGE]]
         return Txs(tuple(tx.encode() for tx in found if tx is not None))
 
     # -- queries ----------------------------------------------------------------------------
@@ -323,7 +349,7 @@ class Ledger:
         geth's "pending" count), so consecutive sends before a block get distinct nonces."""
         nonce = self.chain.nonce(sender)
         taken = {tx.nonce for tx in self.mempool.transactions() if tx.sender == sender}
-        while nonce in taken or (bytes(sender), nonce) in self._gap:
+        while nonce in taken or self._gap.peek(sender, nonce) is not None:
             nonce += 1
         return nonce
 

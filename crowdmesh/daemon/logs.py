@@ -8,6 +8,10 @@ Rule 3: under systemd (``$JOURNAL_STREAM`` set) lines carry a ``<N>`` syslog pri
 no timestamp: journald adds both fields itself.
 Rule 4: every record is also published to the ``logs`` topic of the control socket's event sink
 (never blocking), as ``{"ts", "level", "logger", "event", ...fields}``.
+Rule 5: third-party loggers (:data:`_QUIET_LIBRARIES` and every logger below them) speak at
+WARNING and above, or from INFO when the daemon's level is ``debug``; a library's own level
+pin is undone (py-libp2p's auto-connector pins INFO and says "initiating N new dials" every
+10 s).
 """
 
 from __future__ import annotations
@@ -131,29 +135,37 @@ def setup_logging(
         hub_handler = SinkHandler(sink)
         hub_handler.setFormatter(KvFormatter(journald=False))
         root.addHandler(hub_handler)
-    adopt_library_loggers()
-    set_level(level)
+    set_level(level)  # also adopts the library loggers
     return logging.getLogger(_ROOT)
 
 
+def _is_library(name: str) -> bool:
+    return any(name == lib or name.startswith(lib + ".") for lib in _QUIET_LIBRARIES)
+
+
 def adopt_library_loggers() -> None:
-    """Route third-party loggers through our handlers at WARNING.
+    """Route third-party loggers through our handlers at their level (Rule 5).
 
     py-libp2p sets ``propagate = False`` on its logger when imported, so its warnings would
-    reach stderr through ``logging.lastResort`` as bare, unstructured lines; call this again
-    after importing it.
+    reach stderr through ``logging.lastResort`` as bare, unstructured lines, and some of its
+    modules pin their own logger's level; call this again after importing it.
     """
+    debug = logging.getLogger(_ROOT).level == logging.DEBUG
     for name in _QUIET_LIBRARIES:
-        lib = logging.getLogger(name)
-        lib.setLevel(logging.WARNING)
-        lib.handlers.clear()
-        lib.propagate = True
+        logging.getLogger(name).setLevel(logging.INFO if debug else logging.WARNING)
+    for name, lib in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(lib, logging.Logger) and _is_library(name):
+            if name not in _QUIET_LIBRARIES:
+                lib.setLevel(logging.NOTSET)  # inherit from the library's top logger
+            lib.handlers.clear()
+            lib.propagate = True
 
 
 def set_level(level: str) -> None:
-    """Change the level of the ``crowdmesh`` loggers (used on SIGHUP)."""
+    """Change the level of the ``crowdmesh`` loggers, and the libraries' (used on SIGHUP)."""
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger(_ROOT).setLevel(LEVELS[level])
+    adopt_library_loggers()
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:

@@ -159,6 +159,14 @@ MAX_GENERATE = 10_000
 MAX_GENERATE_STALLS = 3  # stops without a block before generate fails (retries are RETRY_S apart)
 
 
+@dataclass(eq=False, slots=True)
+class _GenerateCall:
+    """One running ``generate``: done when ``mined_count`` reaches ``target``."""
+
+    target: int
+    cancel_code: str = ""
+
+
 class BlockProducer:
     """The node's mining: templates from the ledger, found blocks into the chain, ``generate``
     and the mining mode (implements :class:`crowdmesh.daemon.api.MiningService`).
@@ -167,6 +175,12 @@ class BlockProducer:
     not connected) while the head is still its parent is reported to the miner role
     (``MiningStopped``), which retries; ``generate`` gives up with ``mining-stalled`` after
     :data:`MAX_GENERATE_STALLS` such stops in a row, so it never waits forever.
+
+    ``generate`` asks the miner role for one block at a time (``GenerateRequested(1)``) while a
+    call still wants blocks: the role cannot take back blocks it was asked for, so asking for
+    all n at once would mine on after the caller went away (the control server cancels the
+    call) or after ``set_mining("off")`` (which ends every running call with
+    ``generate-cancelled``). At most the one block already asked for is still mined.
     """
 
     def __init__(self, ledger: Ledger, miner: bytes, is_miner: bool, deliver: Deliver,
@@ -183,6 +197,8 @@ class BlockProducer:
         self._stalls = 0
         self._stall_code = ""
         self._changed = trio.Event()  # a block mined or a search stopped
+        self._calls: list[_GenerateCall] = []
+        self._asked = 0  # blocks asked of the miner role and not yet mined (0 or 1)
         self.runner: MiningRunner
 
     def attach(self, nursery: trio.Nursery) -> MiningRunner:
@@ -234,15 +250,34 @@ class BlockProducer:
         self.mined_count += 1
         self._wake()
         self._deliver(BlockMined(block.hash, block.height))
+        self._asked = max(0, self._asked - 1)  # the role counts any block of ours against it
+        self._ask_for_next_block()
         await self._publish_block(block.encode())
+
+    def _ask_for_next_block(self) -> None:
+        """Keep one block asked of the miner role while a ``generate`` call still wants one."""
+        wanted = any(c.target > self.mined_count and not c.cancel_code for c in self._calls)
+        if wanted and self._asked == 0:
+            self._asked = 1
+            self._deliver(GenerateRequested(1))
 
     # -- MiningService ----------------------------------------------------------------------
 
     def set_mining(self, mode: MiningMode) -> JsonObj:
-        """Switch the mining mode (``off``, ``continuous``, ``on-demand``)."""
+        """Switch the mining mode (``off``, ``continuous``, ``on-demand``); ``off`` also ends
+        every running ``generate`` (with ``generate-cancelled``)."""
         self._need_miner()
+        if mode == "off":
+            self._cancel_generate("generate-cancelled")
         self._deliver(MiningModeSet(mode))
         return {"mining": mode}
+
+    def _cancel_generate(self, code: str) -> None:
+        for call in self._calls:
+            call.cancel_code = code
+        if self._calls:
+            log_event(node_log, "generate-cancelled", calls=len(self._calls), code=code)
+            self._wake()
 
     async def generate(self, n_blocks: int) -> list[str]:
         """Mine ``n_blocks`` blocks now (any mode) and return their hashes.
@@ -250,23 +285,35 @@ class BlockProducer:
         Raises:
             UsageError: ``not-a-miner``; ``bad-generate-count``; ``mining-stalled`` when
                 :data:`MAX_GENERATE_STALLS` searches in a row ended without a block (the role
-                keeps retrying the blocks still asked for).
+                keeps retrying the block asked for); ``generate-cancelled`` when mining was
+                switched off meanwhile. Cancelling the caller stops asking for blocks too.
         """
         self._need_miner()
         if not 0 < n_blocks <= MAX_GENERATE:
             raise UsageError("bad-generate-count", f"1..{MAX_GENERATE}")
-        start = progress = self.mined_count
-        stalls = self._stalls
-        self._deliver(GenerateRequested(n_blocks))
-        while self.mined_count < start + n_blocks:
+        start = self.mined_count
+        call = _GenerateCall(start + n_blocks)
+        self._calls.append(call)
+        try:
+            self._ask_for_next_block()
+            await self._wait_generated(call, n_blocks)
+        finally:
+            self._calls.remove(call)
+        newer = self.mined_count - start  # ours are the first n of the blocks mined since
+        return list(self._mined)[-newer:][:n_blocks]
+
+    async def _wait_generated(self, call: _GenerateCall, n_blocks: int) -> None:
+        start, progress, stalls = call.target - n_blocks, self.mined_count, self._stalls
+        while self.mined_count < call.target:
             await self._changed.wait()
+            if call.cancel_code:
+                raise UsageError(call.cancel_code, f"{self.mined_count - start} of {n_blocks} "
+                                 "blocks mined; mining was switched off")
             if self.mined_count > progress:
                 progress, stalls = self.mined_count, self._stalls
             elif self._stalls - stalls >= MAX_GENERATE_STALLS:
                 raise UsageError("mining-stalled", f"{self.mined_count - start} of {n_blocks} "
                                  f"blocks mined; the search keeps stopping: {self._stall_code}")
-        newer = self.mined_count - start  # ours are the first n of the blocks mined since
-        return list(self._mined)[-newer:][:n_blocks]
 
     def _need_miner(self) -> None:
         if not self.is_miner:

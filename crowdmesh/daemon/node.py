@@ -17,8 +17,7 @@ Invariants:
 - Startup problems an operator must fix (a configured role that is not implemented yet, an
   unreadable account key, a bad genesis, a locked or damaged data dir) raise a
   ``CrowdmeshError`` before anything listens; the CLI prints it and exits 78.
-- Shutdown: :meth:`Node.request_stop` ends ``run_node``; the network closes in the order
-  LIBP2P.md §11 requires and the stores are closed last.
+- Shutdown: ``Node.request_stop`` ends ``run_node``; network closed as LIBP2P.md §11, stores last.
 """
 
 from __future__ import annotations
@@ -33,14 +32,14 @@ from libp2p.peer.id import ID
 
 from crowdmesh.chain.chain import Chain
 from crowdmesh.chain.contracts import CONTRACTS, Contract
-from crowdmesh.chain.mempool import Mempool
-from crowdmesh.chain.store_sqlite import SqliteStore
 from crowdmesh.crypto.identity import AccountKey
+from crowdmesh.daemon import startup
 from crowdmesh.daemon.api import EventSink, JsonObj, Services
 from crowdmesh.daemon.calls import AccountApi, CallService
 from crowdmesh.daemon.chainfeed import ChainApi, ChainFeed
 from crowdmesh.daemon.chainsync import ChainSync
 from crowdmesh.daemon.chainview import LedgerChainView
+from crowdmesh.daemon.clock import install_clock_skew
 from crowdmesh.daemon.config import NodeConfig
 from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
 from crowdmesh.daemon.groupstore import GroupCommitStore
@@ -48,6 +47,7 @@ from crowdmesh.daemon.intake import GossipIntake
 from crowdmesh.daemon.jobs import JobPool
 from crowdmesh.daemon.ledger import Ledger
 from crowdmesh.daemon.logs import log_event, log_reject
+from crowdmesh.daemon.mempoolfile import open_ledger
 from crowdmesh.daemon.mining import BlockProducer
 from crowdmesh.daemon.peerapi import PeerApi
 from crowdmesh.daemon.relay import TxRelay
@@ -56,7 +56,6 @@ from crowdmesh.daemon.rolestore import RoleStore
 from crowdmesh.daemon.signer import KeySigner
 from crowdmesh.daemon.spatialapi import SpatialApi
 from crowdmesh.daemon.spatialnet import SPATIAL_ROLES, SpatialNet
-from crowdmesh.daemon.startup import check_roles, load_genesis, load_signer, node_identity
 from crowdmesh.daemon.timers import Timers
 from crowdmesh.daemon.txfetch import TxFetcher
 from crowdmesh.p2p.network import Network, NetworkConfig, open_network
@@ -177,7 +176,7 @@ class Node:
             "head": chain.head_hash.hex(), "total_work": str(chain.total_work),
             "peer_id": self.net.peer_id, "addrs": self.net.addrs(),
             "peers": len(self.net.connected()), "peers_refused": self.net.refused,
-            "mempool": len(self.ledger.mempool),
+            "mempool": len(self.ledger.mempool), "network_active": self.net.active,
             "orphans": chain.orphan_count(), "roles": sorted(r.value for r in self.roles),
             "mining": miner.mode, "mining_active": self.producer.runner.active,
             "generate_left": miner.generate_left, "hashes": self.producer.runner.stats.hashes,
@@ -215,15 +214,15 @@ async def run_node(
     Raises:
         CrowdmeshError: an operator-fixable startup problem (genesis, locked data dir, …).
     """
-    check_roles(config)
-    genesis = load_genesis(config)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    signer = load_signer(config)
+    startup.check_roles(config)
+    install_clock_skew()  # a test hook (CROWDMESH_CLOCK_SKEW_S); see daemon/clock.py
+    genesis = startup.load_genesis(config)
+    signer = startup.load_signer(config)
     with ExitStack() as stack:
-        store = GroupCommitStore(SqliteStore.open(str(config.chain_db)))
+        store = GroupCommitStore(startup.open_chain_store(config))  # data dir made 0700 if new
         stack.callback(store.close)
         chain = Chain.open(store, genesis, contracts)
-        ledger = Ledger(chain, Mempool(chain))
+        ledger = stack.enter_context(open_ledger(chain, config.data_dir))  # mempool.dat
         role_store = RoleStore.open(config.data_dir / ROLE_STORE)
         stack.callback(role_store.close)
         net_cfg = NetworkConfig(config.data_dir, config.listen, genesis.chain_id,
@@ -235,7 +234,8 @@ async def run_node(
                 node_box[0].on_net_event(name, fields)
 
         async with open_network(net_cfg, ledger, ledger.check_gossip, on_event) as net:
-            identity = node_identity(config, signer, net.host.get_public_key().to_bytes())
+            startup.check_listening(config.listen, net.addrs())  # libp2p only logs a failure
+            identity = startup.node_identity(config, signer, net.host.get_public_key().to_bytes())
             node = Node(config, events, ledger, identity, role_store, signer, store)
             node_box.append(node)
             async with trio.open_nursery() as nursery:

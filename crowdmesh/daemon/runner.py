@@ -1,6 +1,8 @@
 """``crowdmesh daemon``: one trio nursery holding the control server, signal watcher and node.
 
-Rule 1 (order): logging → signal watcher → control socket (answers ``-28`` at once) → node.
+Rule 1 (order): logging → data dir check → signal watcher → control socket (answers ``-28`` at
+once) → node. The data dir comes before the socket, which usually lives in it: a data dir that
+is a file or not writable is reported as such, not as a socket that cannot be bound.
 ``READY=1`` goes to systemd exactly once, right after the last ``nursery.start`` has returned:
 ``run_node`` calls ``task_status.started`` only once the node serves, so there is nothing to
 poll.
@@ -32,6 +34,7 @@ from crowdmesh.daemon.config import RELOADABLE, NodeConfig, load_config
 from crowdmesh.daemon.control import ControlServer, EventHub, NodeSlot
 from crowdmesh.daemon.logs import adopt_library_loggers, log_event, set_level, setup_logging
 from crowdmesh.daemon.notify import sd_notify
+from crowdmesh.daemon.startup import prepare_data_dir
 from crowdmesh.errors import CrowdmeshError
 
 if TYPE_CHECKING:
@@ -140,6 +143,7 @@ async def run_daemon(cfg: NodeConfig, config_path: Path | None = None) -> None:
     log_event(log, "starting", config=cfg.source, data_dir=str(cfg.data_dir),
               listen=cfg.listen, roles=",".join(sorted(cfg.roles)) or "-",
               mining=cfg.mining_mode)
+    prepare_data_dir(cfg.data_dir)  # Rule 1
     daemon = _Daemon(cfg, config_path, hub)
     server = ControlServer(
         daemon.slot, hub, max_clients=cfg.control_max_clients,

@@ -1,15 +1,33 @@
 """What the node checks and loads before anything listens.
 
-Invariant: every problem found here is an operator's to fix and raises a ``CrowdmeshError`` with
-a stable code (the CLI prints one line and exits 78, which the systemd units do not restart);
-nothing here binds a port or writes the chain.
+Invariants:
+- Every problem found here is an operator's to fix and raises a ``CrowdmeshError`` with a stable
+  code (the CLI prints one line and exits 78, which the systemd units do not restart); nothing
+  here binds a port or writes the chain.
+- The data dir is created 0700 when the daemon creates it (it holds the node key, account keys
+  and the chain); a directory the operator made keeps its mode. It must be a directory the
+  daemon's user can create files in (``datadir-not-a-directory``, ``datadir-not-writable``,
+  ``datadir-create-failed``).
+- A data dir without ``chain.sqlite`` is new and gets a new chain; an empty, damaged or
+  read-only one is refused (``chain-db-*``, see ``crowdmesh.chain.store_sqlite``), never reset.
+- The node serves only if the host listens: no listen address after start is
+  ``listen-port-in-use`` (or ``listen-address-unavailable``, ``listen-permission-denied``,
+  ``listen-failed``), not a node that reports ready and cannot be reached.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import socket
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
 
 from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.store_sqlite import SqliteStore
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.config import NodeConfig
 from crowdmesh.daemon.keystore import Keystore
@@ -17,7 +35,23 @@ from crowdmesh.errors import UsageError
 from crowdmesh.roles.context import NodeIdentity
 from crowdmesh.roles.dispatch import IMPLEMENTED_ROLES, Role
 
-__all__ = ["check_roles", "load_genesis", "load_signer", "node_identity"]
+__all__ = [
+    "check_listening",
+    "check_roles",
+    "load_genesis",
+    "load_signer",
+    "node_identity",
+    "open_chain_store",
+    "prepare_data_dir",
+]
+
+DATA_DIR_MODE: Final = 0o700
+_TCP_ADDR: Final = re.compile(r"/ip([46])/([^/]+)/tcp/(\d+)")
+_BIND_CODES: Final = {  # why the bind failed -> our code
+    errno.EADDRINUSE: "listen-port-in-use",
+    errno.EADDRNOTAVAIL: "listen-address-unavailable",
+    errno.EACCES: "listen-permission-denied",
+}
 
 
 def load_genesis(cfg: NodeConfig) -> Genesis:
@@ -55,3 +89,80 @@ def node_identity(cfg: NodeConfig, signer: AccountKey | None, node_key: bytes) -
     account = None if signer is None else signer.public
     miner = bytes.fromhex(cfg.miner_account) if cfg.miner_account else account or node_key
     return NodeIdentity(account, miner)
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Create ``data_dir`` (0700) if absent; refuse one the daemon cannot create files in.
+
+    Raises:
+        UsageError: ``datadir-create-failed``, ``datadir-not-a-directory``,
+            ``datadir-not-writable``.
+    """
+    try:
+        data_dir.mkdir(parents=True, mode=DATA_DIR_MODE)
+    except FileExistsError:
+        pass  # the operator's (or an earlier run's): keep its mode
+    except OSError as exc:
+        raise UsageError("datadir-create-failed",
+                         f"cannot create {data_dir}: {exc.strerror}") from None
+    else:
+        os.chmod(data_dir, DATA_DIR_MODE)  # why: mkdir's mode is filtered through the umask
+    if not data_dir.is_dir():
+        raise UsageError("datadir-not-a-directory",
+                         f"{data_dir} exists and is not a directory; point data_dir elsewhere")
+    _probe_writable(data_dir)
+
+
+def _probe_writable(data_dir: Path) -> None:
+    # why a real file: os.access says yes to root, and no to nothing an ACL or a read-only
+    # mount refuses; the stores and the node key are created here next
+    try:
+        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=data_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UsageError("datadir-not-writable",
+                         f"{data_dir}: cannot create files in it ({exc.strerror}); make it "
+                         "owned and writable by the daemon's user") from None
+
+
+def open_chain_store(cfg: NodeConfig) -> SqliteStore:
+    """The data dir's chain store, checked (see the module rules).
+
+    Raises:
+        UsageError: as :func:`prepare_data_dir`; ``datadir-locked``.
+        StoreError: ``chain-db-empty``, ``chain-db-damaged``, ``chain-db-read-only``, …
+    """
+    prepare_data_dir(cfg.data_dir)
+    return SqliteStore.open(str(cfg.chain_db))
+
+
+def check_listening(listen: str, addrs: Sequence[str]) -> None:
+    """Refuse to serve when the host listens nowhere (py-libp2p only logs a failed listen).
+
+    Raises:
+        UsageError: ``listen-port-in-use``, ``listen-address-unavailable``,
+            ``listen-permission-denied`` or ``listen-failed``.
+    """
+    if addrs:
+        return
+    code, why = _diagnose_listen(listen)
+    raise UsageError(code, f"cannot listen on {listen}: {why}; free the port or change "
+                     "[p2p] listen")
+
+
+def _diagnose_listen(listen: str) -> tuple[str, str]:
+    """Why ``listen`` cannot be bound, found by binding it ourselves (the way trio does)."""
+    m = _TCP_ADDR.fullmatch(listen)
+    if m is None:
+        return "listen-failed", "not an /ip4 or /ip6 TCP address the host could bind"
+    family = socket.AF_INET if m[1] == "4" else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # why SO_REUSEADDR: so a port left in TIME_WAIT by our last run is not called in use
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((m[2], int(m[3])))
+            probe.listen()
+        except OSError as exc:
+            return _BIND_CODES.get(exc.errno or 0, "listen-failed"), str(exc.strerror)
+    return "listen-failed", "the host did not listen (see its log)"

@@ -11,7 +11,8 @@ Invariants (each closes a silent drop listed in LIBP2P.md):
 - Message id = SHA-256 of the payload, so the same transaction or block relayed by different
   origins is one message; only a ``TxAnnounce`` id also covers its origin (each holder of a
   large transaction announces it once).
-- The topic validator does only cheap stateless checks: size cap, strict decode, message type
+- The topic validator does only cheap checks (stateless, plus one head-state account read per
+  transaction): size cap, strict decode, message type
   allowed on the topic, and the node's ``check`` (signatures, PoW). A reject lowers the
   forwarder's score and is reported with its stable code.
 - Spatial topics (SPATIAL.md §2.3) are joined and left at run time: one per H3 cell

@@ -12,6 +12,12 @@ Invariants:
 - A new peer that takes the connected count above ``max_peers`` is refused (disconnected,
   ``peer-refused`` instead of ``peer-up``) unless it is a maintained bootstrap peer; those are
   always kept, so our own bootstrap dials are never refused.
+- Networking can be switched off and on (bitcoind's ``setnetworkactive``): while off the host
+  still listens, but every peer is refused (``network-inactive``), no maintainer runs and no
+  peer has an address in the peerstore, so neither our redialling nor py-libp2p's
+  auto-connector dials anyone. Switching on restores the addresses and maintainers it took.
+- Peer ids from outside are checked (:func:`parse_peer_id`): base58 text that is not an
+  identity or SHA-256 multihash is ``bad-peer-id``; dialling our own id is ``connect-self``.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
 from libp2p.tools.anyio_service import background_trio_service
+from multihash import decode as decode_multihash  # type: ignore[import-untyped]
 
-from crowdmesh.errors import UsageError
+from crowdmesh.errors import NotFound, UsageError
 from crowdmesh.p2p.gossip import CheckFn, Gossip, GossipConfig
 from crowdmesh.p2p.host import (
     Backoff,
@@ -48,17 +55,20 @@ from crowdmesh.p2p.scoring import PeerScores
 from crowdmesh.p2p.sync import SYNC_PROTOCOL, SyncProvider, SyncServer, SyncSession
 from crowdmesh.p2p.sync import open_sync_session as _open_sync_session
 
-__all__ = ["SYNC_TOPIC", "EventFn", "Network", "NetworkConfig", "open_network"]
+__all__ = ["SYNC_TOPIC", "EventFn", "Network", "NetworkConfig", "open_network", "parse_peer_id"]
 
 log = logging.getLogger("crowdmesh.p2p")
 
 SHUTDOWN_TIMEOUT_S = 5.0
+PEER_ADDR_TTL_S = 120  # restored addresses: as long as py-libp2p keeps dialled ones
 
 EventFn = Callable[[str, dict[str, Any]], None]
 """``on_event(name, fields)``: peer-up, peer-down, peer-refused, gossip-reject, sync-reject,
 peer-banned."""
 
 TOO_MANY_PEERS = "too-many-peers"
+NETWORK_INACTIVE = "network-inactive"
+PEER_ID_HASHES = (0x00, 0x12)  # identity (Ed25519 keys) and sha2-256 (larger keys) multihashes
 SYNC_TOPIC = "sync"
 """The ``topic`` of rejects for data received over sync (not a gossip topic)."""
 
@@ -89,6 +99,10 @@ class Network:
         self.banned: set[str] = set()
         self.max_peers = max_peers
         self.refused = 0
+        self.active = True
+        self._parked: dict[ID, PeerInfo] = {}  # maintained peers while networking is off
+        self._infos: dict[ID, PeerInfo] = {}  # every maintained peer's configured address
+        self._known: dict[ID, list[multiaddr.Multiaddr]] = {}  # addresses taken while off
 
     @property
     def peer_id(self) -> str:
@@ -140,13 +154,27 @@ class Network:
         return _open_sync_session(self.host, peer)
 
     async def connect(self, addr: str) -> bool:
-        """Dial ``addr`` once (bounded); True on success."""
-        return await dial(self.host, parse_peer_addr(addr))
+        """Dial ``addr`` once (bounded); True on success.
+
+        Raises:
+            UsageError: ``bad-peer-addr``; ``connect-self`` for our own peer id;
+                ``network-inactive`` while networking is off.
+        """
+        info = parse_peer_addr(addr)
+        if info.peer_id == self.host.get_id():
+            raise UsageError("connect-self", f"{addr} is this node")
+        if not self.active:
+            raise UsageError(NETWORK_INACTIVE, "networking is off (setnetworkactive true)")
+        return await dial(self.host, info)
 
     def add_bootstrap(self, addr: str) -> None:
         """Keep a connection to ``addr`` until :meth:`disconnect` (or the network stops)."""
         info = parse_peer_addr(addr)
-        if info.peer_id in self._maintainers:
+        if info.peer_id in self._maintainers or info.peer_id in self._parked:
+            return
+        self._infos[info.peer_id] = info
+        if not self.active:
+            self._parked[info.peer_id] = info
             return
         scope = trio.CancelScope()
         self._maintainers[info.peer_id] = scope
@@ -162,6 +190,8 @@ class Network:
         wanted = {parse_peer_addr(a).peer_id: a for a in addrs}
         for pid in [p for p in self._maintainers if p not in wanted]:
             self._maintainers.pop(pid).cancel()
+        for pid in [p for p in self._parked if p not in wanted]:
+            del self._parked[pid]
         for addr in wanted.values():
             self.add_bootstrap(addr)
 
@@ -174,28 +204,92 @@ class Network:
 
         Raises:
             UsageError: ``bad-peer-id`` for text that is not a base58 peer id.
+            NotFound: ``peer-not-connected`` for a peer neither connected nor maintained.
         """
-        try:
-            pid = ID.from_base58(peer)
-        except Exception as exc:  # base58/multihash raise assorted types
-            raise UsageError("bad-peer-id", peer) from exc
+        pid = parse_peer_id(peer)
         scope = self._maintainers.pop(pid, None)
+        parked = self._parked.pop(pid, None)
+        if scope is None and parked is None and pid not in self.watch.connected_peers():
+            raise NotFound("peer-not-connected", peer)
         if scope is not None:
             scope.cancel()
         # why: py-libp2p's auto-connector redials every peer with a known address
         self.host.get_peerstore().clear_addrs(pid)
         await self._disconnect(pid)
 
-    def admit(self, peer: ID) -> bool:
-        """Whether newly connected ``peer`` may stay: bootstrap peers always, others while at
-        most ``max_peers`` are connected. A refused peer is counted and disconnected."""
-        if peer in self._maintainers or len(self.watch.connected_peers()) <= self.max_peers:
-            return True
+    def admit(self, peer: ID) -> str | None:
+        """Why newly connected ``peer`` may not stay (None: it may). While networking is off
+        nobody stays; otherwise bootstrap peers always, others while at most ``max_peers`` are
+        connected. A refused peer is counted and disconnected."""
+        if not self.active:
+            code = NETWORK_INACTIVE
+            self._take_addrs(peer)
+        elif peer in self._maintainers or len(self.watch.connected_peers()) <= self.max_peers:
+            return None
+        else:
+            code = TOO_MANY_PEERS
+            # why: py-libp2p's auto-connector would otherwise dial it straight back
+            self.host.get_peerstore().clear_addrs(peer)
         self.refused += 1
-        # why: py-libp2p's auto-connector would otherwise dial it straight back
-        self.host.get_peerstore().clear_addrs(peer)
         self._nursery.start_soon(self._disconnect, peer)
-        return False
+        return code
+
+    async def set_active(self, active: bool) -> int:
+        """Switch networking off (drop every peer, dial nobody, refuse everyone) or back on
+        (restore the addresses and maintainers taken, dial the known peers once).
+
+        Returns:
+            How many peers were dropped (off) or are being dialled (on).
+        """
+        if active == self.active:
+            return 0
+        self.active = active
+        return self._resume() if active else await self._suspend()
+
+    async def _suspend(self) -> int:
+        for pid, scope in list(self._maintainers.items()):
+            scope.cancel()
+            self._parked[pid] = self._infos.get(pid) or PeerInfo(pid, self._addrs_known(pid))
+        self._maintainers.clear()
+        store = self.host.get_peerstore()
+        for pid in store.peers_with_addrs():
+            self._take_addrs(pid)
+        dropped = self.watch.connected_peers()
+        async with trio.open_nursery() as nursery:
+            for pid in dropped:
+                nursery.start_soon(self._disconnect, pid)
+        return len(dropped)
+
+    def _addrs_known(self, pid: ID) -> list[multiaddr.Multiaddr]:
+        try:
+            return list(self.host.get_peerstore().addrs(pid))
+        except PeerStoreError:
+            return []
+
+    def _take_addrs(self, pid: ID) -> None:
+        """Keep ``pid``'s addresses aside and clear them, so nothing can dial it while off."""
+        if pid == self.host.get_id():
+            return
+        addrs = self._addrs_known(pid)
+        if addrs:
+            self._known.setdefault(pid, []).extend(
+                a for a in addrs if a not in self._known.get(pid, []))
+        self.host.get_peerstore().clear_addrs(pid)
+
+    def _resume(self) -> int:
+        store = self.host.get_peerstore()
+        known, self._known = self._known, {}
+        for pid, addrs in known.items():
+            store.add_addrs(pid, addrs, PEER_ADDR_TTL_S)
+        parked, self._parked = self._parked, {}
+        for info in parked.values():
+            scope = trio.CancelScope()
+            self._maintainers[info.peer_id] = scope
+            self._nursery.start_soon(self._maintain, info, scope)
+        others = [PeerInfo(pid, addrs) for pid, addrs in known.items() if pid not in parked]
+        for info in others:
+            self._nursery.start_soon(dial, self.host, info)
+        return len(parked) + len(others)
 
     def ban(self, peer: str) -> None:
         """Blacklist ``peer`` in pubsub and drop its connections (once)."""
@@ -234,9 +328,10 @@ async def open_network(
 
     def on_peer(kind: str, pid: ID) -> None:
         fields: dict[str, Any] = {"peer": pid.to_base58()}
-        if kind == "up" and holder and not holder[0].admit(pid):
-            on_event("peer-refused", {**fields, "code": TOO_MANY_PEERS,
-                                      "max_peers": cfg.max_peers})
+        refused = holder[0].admit(pid) if kind == "up" and holder else None
+        if refused is not None:
+            extra = {"max_peers": cfg.max_peers} if refused == TOO_MANY_PEERS else {}
+            on_event("peer-refused", {**fields, "code": refused, **extra})
             return  # why no peer-up: the node would start a sync round with it
         on_event(f"peer-{kind}", fields)
 
@@ -262,6 +357,22 @@ async def open_network(
             finally:
                 nursery.cancel_scope.cancel()
         await _close_host(host, subs)
+
+
+def parse_peer_id(text: str) -> ID:
+    """A base58 peer id whose bytes are an identity or SHA-256 multihash.
+
+    Raises:
+        UsageError: ``bad-peer-id`` (``ID.from_base58`` alone accepts any base58, e.g. "abc").
+    """
+    try:
+        pid = ID.from_base58(text)
+        ok = decode_multihash(pid.to_bytes()).code in PEER_ID_HASHES and pid.to_base58() == text
+    except Exception:  # base58 and multihash raise assorted types for bad text
+        ok = False
+    if not ok:
+        raise UsageError("bad-peer-id", f"{text!r} is not a base58 peer id")
+    return pid
 
 
 async def _close_host(host: IHost, subs: list[Any]) -> None:

@@ -51,6 +51,9 @@ PENALTIES: dict[str, float] = {
     "bad-tx-chain-id": 20.0,
     "bad-block-chain-id": 20.0,
     "bad-tx-nonce": 2.0,
+    # a peer whose head differs from ours can trip these honestly (rarely), so they weigh little
+    "mempool-gap-too-far": 2.0,
+    "mempool-sender-cannot-pay": 2.0,
     "mempool-duplicate": 0.0,
     "mempool-nonce-gap": 0.0,
     "mempool-conflict": 0.0,

@@ -26,7 +26,7 @@ async def test_sigkill_with_a_call_in_flight_then_restart_lands_it_exactly_once(
         await miner.stop_node()
         call = await caller.rpc("account_pay", [PAYEE, 25, "pay-1"])
         assert call["nonce"] == nonce and call["included_in"] is None
-        await caller.kill()  # SIGKILL: the mempool is lost, the role store is not
+        await caller.kill()  # SIGKILL: submit_tx never saved this call; only the role store has it
         await caller.start(net.nursery)
         await caller.wait_ready()
         # back in the mempool from the role store alone, before anyone asks again

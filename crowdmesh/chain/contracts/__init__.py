@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from crowdmesh.chain.contracts.base import Contract, Event, TxContext, decode_payload
+from crowdmesh.chain.contracts.blob import KIND as BLOB_PART
+from crowdmesh.chain.contracts.blob import apply_blob_part
+from crowdmesh.chain.contracts.crowdsfl import CONTRACTS as CROWDSFL_CONTRACTS
 from crowdmesh.chain.contracts.registry import KIND as REGISTER_KEY
 from crowdmesh.chain.contracts.registry import (
     apply_register_key,
@@ -27,6 +30,7 @@ from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import apply_transfer, transfer_payload
 
 __all__ = [
+    "BLOB_PART",
     "CONTRACTS",
     "REGISTER_KEY",
     "SPATIAL_REJECT",
@@ -46,4 +50,6 @@ CONTRACTS: Mapping[str, Contract] = {
     REGISTER_KEY: apply_register_key,
     SPATIAL_TALLY: apply_tally,
     SPATIAL_REJECT: apply_reject,
+    BLOB_PART: apply_blob_part,
+    **CROWDSFL_CONTRACTS,
 }

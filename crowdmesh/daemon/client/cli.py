@@ -8,7 +8,8 @@ Rule 2: every client command prints a readable table (rich) or, with ``--json``,
 JSON-RPC result; exit status 0 on success, 1 on an error from the daemon or bad input, 2 on
 usage errors (argparse), 3 when the daemon cannot be reached (``crowdmesh.daemon.client.exits``).
 Rule 3: errors are one line ``error: <code>: <detail>`` on stderr, never a traceback; a
-traceback means a bug.
+traceback means a bug. Output piped into a reader that quits early (``| head -1``) ends the
+command quietly with status 141.
 Rule 4: the control socket is found from ``--socket``, else ``--config`` (its ``[control]
 socket``), else ``$CROWDMESH_SOCKET``, else :data:`DEFAULT_SOCKET` (systemd's RuntimeDirectory).
 Rule 5: common options (``--config --socket --json --timeout``) go before or after the
@@ -43,6 +44,7 @@ from crowdmesh.daemon.client.exits import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     fail,
+    quiet_broken_pipe,
 )
 from crowdmesh.daemon.client.render import render
 from crowdmesh.daemon.client.rpc import DEFAULT_SOCKET, DaemonUnavailable
@@ -142,7 +144,10 @@ def main(argv: Sequence[str] | None = None, groups: Sequence[CommandGroup] = GRO
     cmd = commands(groups)[args.command]
     status = EXIT_OK
     try:
-        return cmd.run(Invocation(args.command, Options.from_namespace(args), args))
+        status = cmd.run(Invocation(args.command, Options.from_namespace(args), args))
+        sys.stdout.flush()  # why: a closed pipe must show here, not in the flush at exit
+    except* BrokenPipeError:
+        status = quiet_broken_pipe()
     except* DaemonUnavailable as group:
         status = fail(group, EXIT_UNREACHABLE)
     except* CrowdmeshError as group:

@@ -4,7 +4,8 @@ managed through pid files.
 Rule 1: ``up`` starts each daemon in its own session (so it outlives the launcher and a Ctrl-C
 in the terminal does not reach it), records ``nodeI/daemon.pid``, then waits, bounded and with
 a progress display, until every node is ready, has its topology's peers, and all share one
-head. If that fails it stops what it started and exits 1, keeping the logs.
+head. If that fails it stops only the daemons this invocation started (nodes that were
+already running stay up, and keep their pid files) and exits 1, keeping the logs.
 Rule 2: ``down`` asks each daemon to stop (SIGTERM), waits up to :data:`DOWN_TIMEOUT_S`, then
 SIGKILLs stragglers and removes the pid files. It is idempotent, and it only signals a pid whose
 command line still names that node's config (pids get recycled).
@@ -44,7 +45,22 @@ def _pid_file(root: Path, info: NodeInfo) -> Path:
     return root / f"node{info.index}" / "daemon.pid"
 
 
+def _reaped(pid: int) -> bool:
+    """True if ``pid`` is a child of ours that has exited (and is now reaped).
+
+    Why: a daemon this process spawned stays a zombie until waited for, and ``kill(pid, 0)``
+    succeeds on a zombie, so a failed ``up`` would wait out :data:`DOWN_TIMEOUT_S` for it.
+    """
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False  # not our child: kill(pid, 0) decides
+    return done == pid
+
+
 def _alive(pid: int) -> bool:
+    if _reaped(pid):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -122,7 +138,9 @@ async def up(root: Path, as_json: bool) -> int:
     """
     spec, nodes = load_layout(root)
     console = Console(stderr=True)
-    pids = {n.index: _read_pid(root, n) or _spawn(root, n) for n in nodes}
+    running = {n.index: _read_pid(root, n) for n in nodes}
+    pids = {n.index: running[n.index] or _spawn(root, n) for n in nodes}
+    started = [n for n in nodes if running[n.index] is None]
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total}"), TimeElapsedColumn())
     try:
@@ -139,8 +157,10 @@ async def up(root: Path, as_json: bool) -> int:
                 await _wait_connected(root, nodes, want, progress, linked)
                 await _wait_synced(root, nodes, progress, synced)
     except (RuntimeError, trio.TooSlowError) as exc:
-        console.print(f"[red]testnet up failed:[/red] {exc}; stopping (logs kept in {root})")
-        await down(root, as_json=True)
+        why = str(exc) or f"not up within {UP_TIMEOUT_S:g} s"
+        console.print(f"[red]testnet up failed:[/red] {why}; stopping the "
+                      f"{len(started)} daemon(s) it started (logs kept in {root})")
+        await _stop(root, started)
         return 1
     return await show_status(root, as_json)
 
@@ -213,6 +233,17 @@ async def _status_row(root: Path, info: NodeInfo) -> dict[str, Any]:
 async def down(root: Path, as_json: bool) -> int:
     """SIGTERM every node, wait, SIGKILL stragglers, remove pid files; return 0."""
     _, nodes = load_layout(root)
+    pids, killed = await _stop(root, nodes)
+    stopped = sum(p is not None for p in pids.values())
+    if not as_json:
+        extra = f", SIGKILLed {killed}" if killed else ""
+        Console().print(f"stopped {stopped} daemon(s){extra}")
+    return 0
+
+
+async def _stop(root: Path, nodes: list[NodeInfo]) -> tuple[dict[int, int | None], list[int]]:
+    """Stop ``nodes`` (and only them): SIGTERM, wait, SIGKILL stragglers, remove their pid
+    files. Returns the pids found (None: not running) and the indexes SIGKILLed."""
     pids = {n.index: _read_pid(root, n) for n in nodes}
     for pid in pids.values():
         if pid is not None:
@@ -225,8 +256,4 @@ async def down(root: Path, as_json: bool) -> int:
         os.kill(pids[i] or 0, signal.SIGKILL)
     for n in nodes:
         _pid_file(root, n).unlink(missing_ok=True)
-    stopped = sum(p is not None for p in pids.values())
-    if not as_json:
-        extra = f", SIGKILLed {killed}" if killed else ""
-        Console().print(f"stopped {stopped} daemon(s){extra}")
-    return 0
+    return pids, killed

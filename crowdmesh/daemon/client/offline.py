@@ -4,6 +4,9 @@ Rule 1: both open the chain database through ``SqliteStore.open``, which takes t
 lock, so they refuse (``datadir-locked``) while a daemon runs on the same data dir.
 Rule 2: :func:`check_database` only reads and returns every problem found (empty: consistent);
 :func:`reindex_database` rebuilds state and indexes from the stored blocks.
+Rule 3: a store that cannot be opened because it is damaged, empty or read-only is a problem
+``check_database`` reports (``chain-db-damaged: …``), not an error it raises: that is what the
+command is for. ``reindex_database`` raises it (reindex cannot repair the file itself).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from crowdmesh.chain.maintenance import check_db, reindex
 from crowdmesh.chain.store_sqlite import SqliteStore
 from crowdmesh.daemon.api import JsonObj
 from crowdmesh.daemon.config import CHAIN_DB, load_config
-from crowdmesh.errors import UsageError
+from crowdmesh.errors import StoreError, UsageError
 
 __all__ = ["ChainFiles", "chain_files", "check_database", "reindex_database"]
 
@@ -62,7 +65,10 @@ def check_database(files: ChainFiles) -> list[str]:
     Raises:
         UsageError: ``no-chain-db``, ``no-genesis``, ``datadir-locked`` (a daemon runs on it).
     """
-    store, genesis = _open(files)
+    try:
+        store, genesis = _open(files)
+    except StoreError as exc:  # Rule 3
+        return [str(exc)]
     try:
         return check_db(store, genesis)
     finally:
@@ -74,6 +80,7 @@ def reindex_database(files: ChainFiles, now: int) -> JsonObj:
 
     Raises:
         UsageError: as :func:`check_database`.
+        StoreError: ``chain-db-damaged``, ``chain-db-empty``, ``chain-db-read-only``, …
     """
     store, genesis = _open(files)
     try:

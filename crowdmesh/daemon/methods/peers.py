@@ -1,16 +1,50 @@
 """Peer methods, backed by :class:`~crowdmesh.daemon.api.PeerService` only.
 
-``connect`` dials a ``/ip4/…/tcp/…/p2p/<id>`` address once; ``disconnect`` drops the
-connections to a base58 peer id (the testnet harness uses both for split/join).
+``connect`` dials a ``/ip4/…/tcp/…/p2p/<id>`` address once (never our own: ``connect-self``);
+``disconnect`` drops the connections to a base58 peer id (``bad-peer-id`` for text that is
+not one, ``peer-not-connected`` for a peer we neither hold nor redial); the testnet harness
+uses both for split/join. ``setnetworkactive`` turns the node's networking off and on
+(bitcoind's ``setnetworkactive``); the chaos harness splits the network with it.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, Protocol, runtime_checkable
 
-from crowdmesh.daemon.methods import Method, MethodTable, param_str
+from crowdmesh.daemon.api import JsonObj, Services
+from crowdmesh.daemon.methods import (
+    INVALID_PARAMS,
+    Method,
+    MethodTable,
+    RpcError,
+    param_str,
+)
 
-__all__ = ["METHODS"]
+__all__ = ["METHODS", "NetworkSwitch", "param_bool"]
+
+METHOD_NOT_FOUND: Final = -32601
+
+
+@runtime_checkable
+class NetworkSwitch(Protocol):
+    """The part of the peer service that turns networking off and on."""
+
+    async def set_network_active(self, active: bool) -> JsonObj: ...
+
+
+def param_bool(v: Any, name: str) -> bool:
+    """A JSON boolean (not 0/1, not "true")."""
+    if not isinstance(v, bool):
+        raise RpcError(INVALID_PARAMS, f"{name} must be true or false")
+    return v
+
+
+async def _set_network_active(s: Services, args: list[Any]) -> JsonObj:
+    # why the check: PeerService (api.py) does not declare set_network_active yet
+    if not isinstance(s.peers, NetworkSwitch):
+        raise RpcError(METHOD_NOT_FOUND, "this node cannot switch its networking")
+    return await s.peers.set_network_active(args[0])
+
 
 METHODS: Final[MethodTable] = {
     "peers": Method((), lambda s, a: s.peers.peers(), doc="connected peers"),
@@ -18,4 +52,6 @@ METHODS: Final[MethodTable] = {
                       doc="dial a peer multiaddr once"),
     "disconnect": Method((("peer", param_str),), lambda s, a: s.peers.disconnect_peer(a[0]),
                          doc="drop a peer's connections"),
+    "setnetworkactive": Method((("active", param_bool),), _set_network_active,
+                               doc="turn networking off (drop and refuse peers) or on"),
 }

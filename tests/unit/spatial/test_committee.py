@@ -163,6 +163,58 @@ def test_freeze_is_independent_of_input_order(pool: Sequence[Commit], k: int) ->
         freeze(REPORT, _POOL, BEACON, k, used=never_used)
 
 
+def _reference_freeze(report: Report, commits: Sequence[Commit], k: int) -> tuple[Commit, ...]:
+    """The rule as written: verify EVERY commit, keep per worker the valid one with the
+    smallest (ticket, encoding), sort by (ticket, worker), take the first k."""
+    best: dict[bytes, tuple[int, bytes, Commit]] = {}
+    for c in commits:
+        if c.report_id != report.report_id or c.worker == report.requester:
+            continue
+        try:
+            entry = (c.verify(BEACON), c.encoded, c)
+        except ValidationError:
+            continue
+        if c.worker not in best or entry[:2] < best[c.worker][:2]:
+            best[c.worker] = entry
+    ranked = sorted(best.values(), key=lambda e: (e[0], e[2].worker))
+    return tuple(c for _, _, c in ranked[:k])
+
+
+# Invalid commits whose CLAIMED ticket (Gamma of a proof) is low: the lazy freeze must skip
+# them, never stop on them, and never pass over a valid lower ticket.
+_TRAPS = (
+    replace(RANKED[0], sig=bytes(64)),  # bad signature, lowest claimed ticket
+    forged_commit(KEY_OF[RANKED[3].worker], RANKED[0].vrf_proof, RANKED[3].commitment),
+    Commit.create(KEY_OF[RANKED[2].worker], RID, OTHER_BEACON, 1, salt(72)),  # other beacon
+    forged_commit(KEY_OF[RANKED[4].worker], bytes(80), RANKED[4].commitment),  # undecodable
+    Commit.create(KEY_OF[RANKED[1].worker], RID, BEACON, 0, salt(73)),  # second valid one
+)
+
+
+@given(st.lists(st.sampled_from(_POOL + _TRAPS), max_size=14), st.integers(1, len(WORKERS)))
+def test_lazy_freeze_equals_verifying_every_commit(pool: list[Commit], k: int) -> None:
+    expected = _reference_freeze(REPORT, pool, k)
+    if len(expected) < k:
+        with pytest.raises(ValidationError) as err:
+            freeze(REPORT, pool, BEACON, k, used=never_used)
+        assert err.value.code == "spatial-too-few-commits"
+    else:
+        assert freeze(REPORT, pool, BEACON, k, used=never_used) == expected
+
+
+def test_freeze_does_not_verify_commits_ranked_after_the_kth(monkeypatch) -> None:
+    checked: list[bytes] = []
+    real = Commit.verify
+
+    def counting(self: Commit, beacon: bytes, proof=None) -> int:
+        checked.append(self.worker)
+        return real(self, beacon, proof)
+
+    monkeypatch.setattr(Commit, "verify", counting)
+    assert freeze(REPORT, COMMITS, BEACON, 3, used=never_used) == RANKED[:3]
+    assert checked == [c.worker for c in RANKED[:3]]
+
+
 # -- decide ---------------------------------------------------------------------------------
 
 S = RANKED[:K]

@@ -11,6 +11,12 @@ Invariants:
 - A worker counts once. The VRF output is unique per (key, input), so two valid commits of one
   worker for one report carry the same ticket; the one with the smaller wire encoding is kept,
   which makes the choice independent of arrival order.
+- Lazy verification, same result: every commit's proof is decoded for the ticket it CLAIMS
+  (beta of its Gamma, no point arithmetic), the commits are sorted by (claimed ticket, worker,
+  encoding), and signatures and proofs are verified in that order until K distinct workers are
+  valid. A valid proof's ticket is exactly its claimed one, so no valid commit with a lower
+  ticket is ever passed over; invalid ones are skipped wherever they sort. Commits ranked after
+  the K-th valid one are not verified: they cannot change S.
 - "Never the same combination": if H(S) of the lowest K is already used, the round fails
   (``spatial-combination-used``). Another set is never picked instead, since that would let
   colluders steer S by withholding commits.
@@ -31,7 +37,9 @@ from crowdmesh.chain.contracts.spatial.protocol import (
     Report,
     Reveal,
     committee_hash,
+    ticket,
 )
+from crowdmesh.crypto.ecvrf import DecodedProof
 from crowdmesh.errors import UsageError, ValidationError
 
 __all__ = ["Decision", "decide", "freeze"]
@@ -66,20 +74,37 @@ class Decision:
             raise UsageError("bad-spatial-decision", repr(self))
 
 
-def _ranked(report: Report, commits: Iterable[Commit], beacon: bytes) -> list[Commit]:
-    """Valid commits for ``report``, one per worker, sorted by (ticket, worker)."""
-    best: dict[bytes, tuple[int, bytes, Commit]] = {}
+def _claimed(report: Report, commits: Iterable[Commit]) -> list[tuple[int, bytes, bytes,
+                                                                      Commit, DecodedProof]]:
+    """Commits for ``report`` (not the requester's) with a decodable proof, sorted by
+    (claimed ticket, worker, encoding); nothing is verified yet."""
+    out = []
     for commit in commits:
         if commit.report_id != report.report_id or commit.worker == report.requester:
             continue
         try:
-            entry = (commit.verify(beacon), commit.encoded, commit)
+            proof = commit.decoded_proof()
+        except ValidationError:
+            continue  # a proof that does not even decode only disqualifies its commit
+        out.append((ticket(proof.beta), commit.worker, commit.encoded, commit, proof))
+    out.sort(key=lambda e: e[:3])
+    return out
+
+
+def _lowest(report: Report, commits: Iterable[Commit], beacon: bytes, k: int) -> list[Commit]:
+    """The first ``k`` distinct workers' valid commits in (ticket, worker, encoding) order."""
+    chosen: dict[bytes, Commit] = {}
+    for _, worker, _, commit, proof in _claimed(report, commits):
+        if worker in chosen:
+            continue
+        try:
+            commit.verify(beacon, proof)
         except ValidationError:
             continue  # a bad signature or proof only disqualifies that commit
-        kept = best.get(commit.worker)
-        if kept is None or entry[:2] < kept[:2]:
-            best[commit.worker] = entry
-    return [c for _, _, c in sorted(best.values(), key=lambda e: (e[0], e[2].worker))]
+        chosen[worker] = commit
+        if len(chosen) == k:
+            break
+    return list(chosen.values())
 
 
 def freeze(report: Report, commits: Iterable[Commit], beacon: bytes, k: int, *,
@@ -96,7 +121,7 @@ def freeze(report: Report, commits: Iterable[Commit], beacon: bytes, k: int, *,
     """
     if k < 1:
         raise UsageError("bad-spatial-arg", f"k must be positive, got {k}")
-    chosen = tuple(_ranked(report, commits, beacon)[:k])
+    chosen = tuple(_lowest(report, commits, beacon, k))
     if len(chosen) < k:
         raise ValidationError(TOO_FEW, f"{len(chosen)} valid commits, need {k}")
     if used(committee_hash([c.worker for c in chosen])):

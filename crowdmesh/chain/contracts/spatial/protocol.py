@@ -380,18 +380,35 @@ class Commit:
         sig = key.sign(_commit_preimage(report_id, worker, proof, commitment))
         return cls(report_id, worker, proof, commitment, sig)
 
-    def verify(self, beacon: bytes) -> int:
+    def decoded_proof(self) -> ecvrf.DecodedProof:
+        """The VRF proof split into its parts, with the beta it claims (NOT verified).
+
+        Raises:
+            ValidationError: ``bad-spatial-vrf`` if the proof does not even decode.
+        """
+        try:
+            return ecvrf.decode_proof(self.vrf_proof)
+        except ValidationError as exc:
+            raise ValidationError("bad-spatial-vrf", f"{exc.code}: {self.worker.hex()}") from None
+
+    def verify(self, beacon: bytes, proof: ecvrf.DecodedProof | None = None) -> int:
         """Check the worker's signature and VRF proof; return the worker's ticket.
+
+        ``proof``: this commit's :meth:`decoded_proof`, if the caller already has it.
 
         Raises:
             ValidationError: ``bad-spatial-commit-sig`` or ``bad-spatial-vrf``.
-            UsageError: ``bad-spatial-arg`` if ``beacon`` is not 32 bytes.
+            UsageError: ``bad-spatial-arg`` if ``beacon`` is not 32 bytes or ``proof`` is not
+                this commit's.
         """
         alpha = selection_input(self.report_id, beacon)
+        if proof is not None and proof.pi != self.vrf_proof:
+            raise UsageError("bad-spatial-arg", "a decoded proof of another commit")
         if not verify_signature(self.worker, self.signing_bytes(), self.sig):
             raise ValidationError("bad-spatial-commit-sig", self.worker.hex())
+        decoded = self.decoded_proof() if proof is None else proof
         try:
-            beta = ecvrf.verify(self.worker, self.vrf_proof, alpha)
+            beta = ecvrf.verify_decoded(self.worker, decoded, alpha)
         except ValidationError as exc:
             raise ValidationError("bad-spatial-vrf", f"{exc.code}: {self.worker.hex()}") from None
         return ticket(beta)
