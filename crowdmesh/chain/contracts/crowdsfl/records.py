@@ -56,6 +56,7 @@ __all__ = [
     "read_list",
     "round_key",
     "store_status",
+    "store_task",
     "store_worker",
     "task_status",
     "task_workers",
