@@ -1,7 +1,10 @@
 """Mining methods, backed by :class:`~crowdmesh.daemon.api.MiningService` only.
 
 ``generate`` mines, so it runs under :data:`GENERATE_TIMEOUT_FACTOR` times the server's
-request timeout, and asks for at most :data:`MAX_GENERATE` blocks per call.
+request timeout, and asks for at most :data:`MAX_GENERATE` blocks per call. It stops early, and
+stops mining, when its client hangs up (the server cancels the call) or when ``set_mining``
+switches mining ``off`` (the call fails with ``generate-cancelled``); see
+:class:`crowdmesh.daemon.mining.BlockProducer`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -295,8 +296,14 @@ def test_libp2p_dial_chatter_is_hidden_unless_debug(restore_logging):
 
 
 def _sleeper(config: Path) -> subprocess.Popen:
-    # names the node's config in its argv, as launcher._is_our_daemon looks for
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(config)])
+    """A process naming the node's config in its argv, as launcher._is_our_daemon looks for."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(config)])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    for _ in range(500):  # why: Popen may return before the kernel has set the new argv
+        if os.fsencode(config) in cmdline.read_bytes().split(b"\0"):
+            break
+        time.sleep(0.01)
+    return proc
 
 
 async def test_a_failed_testnet_up_stops_only_the_nodes_it_started(tmp_path, monkeypatch):
