@@ -70,9 +70,10 @@ class SqliteStore:
         """Open the database file ``path`` (creating it if absent) and take its lock.
 
         Raises:
-            UsageError: ``datadir-locked`` if another process (or handle) holds the lock.
+            UsageError: ``datadir-locked`` if another process (or handle) holds the lock,
+                ``datadir-not-writable`` if its lock file cannot be created.
             StoreError: ``chain-db-damaged``, ``chain-db-empty``, ``chain-db-read-only``,
-                ``chain-db-unreadable`` or ``datadir-not-writable`` (see the module rules).
+                ``chain-db-unreadable`` or ``chain-db-unusable`` (see the module rules).
         """
         lock_fd = _lock(path)
         try:
@@ -126,7 +127,7 @@ def _lock(path: str) -> int:
     try:
         lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StoreError("datadir-not-writable",
+        raise UsageError("datadir-not-writable",
                          f"cannot create {path}.lock: {exc.strerror}") from None
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -191,6 +192,7 @@ def verify_store(conn: sqlite3.Connection, path: str) -> None:
 
     Raises:
         StoreError: ``chain-db-damaged`` or ``chain-db-read-only``.
+        sqlite3.Error: the check itself failed (``SqliteStore.open`` turns it into a code).
     """
     rows = conn.execute("PRAGMA quick_check(1)").fetchall()
     if rows != [("ok",)]:

@@ -1,9 +1,10 @@
-"""What the node checks and loads before anything listens.
+"""What the node checks and loads at start, before it serves.
 
 Invariants:
 - Every problem found here is an operator's to fix and raises a ``CrowdmeshError`` with a stable
-  code (the CLI prints one line and exits 78, which the systemd units do not restart); nothing
-  here binds a port or writes the chain.
+  code (the CLI prints one line and exits 78, which the systemd units do not restart). Nothing
+  here writes the chain; the only socket bound is a probe, after the host failed to listen, that
+  names the reason.
 - The data dir is created 0700 when the daemon creates it (it holds the node key, account keys
   and the chain); a directory the operator made keeps its mode. It must be a directory the
   daemon's user can create files in (``datadir-not-a-directory``, ``datadir-not-writable``,

@@ -1,7 +1,9 @@
 """Command group ``db``: offline maintenance of a stopped node's database.
 
 Rule: ``check-db`` exits 1 when it finds a problem (each one printed), 0 when the database is
-consistent; both commands refuse (``datadir-locked``) while a daemon runs on the data dir.
+consistent; a file that cannot be opened because it is damaged, empty or read-only is such a
+problem, printed with its code (``chain-db-damaged: …``). Both commands refuse
+(``datadir-locked``) while a daemon runs on the data dir.
 """
 
 from __future__ import annotations
