@@ -29,7 +29,15 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from crowdmesh.errors import ProtocolViolation
-from crowdmesh.roles import miner, spatial_requester, spatial_worker
+from crowdmesh.roles import (
+    miner,
+    sfl_csp,
+    sfl_requester,
+    sfl_worker,
+    spatial_requester,
+    spatial_worker,
+)
+from crowdmesh.roles._sfl import block_keys
 from crowdmesh.roles._spatial import deadline_keys, report_instances
 from crowdmesh.roles.context import RoleContext, StoreView
 from crowdmesh.roles.effects import Effect
@@ -52,6 +60,12 @@ from crowdmesh.roles.events import (
     MiningRetryDue,
     MiningStopped,
     RolesStarted,
+)
+from crowdmesh.roles.sfl_events import (
+    SflConfigured,
+    SflJoinRequested,
+    SflTaskRequested,
+    SflTaskSeen,
 )
 from crowdmesh.roles.spatial_events import (
     LocationSet,
@@ -143,6 +157,13 @@ def _miner(handler: Handler) -> Mapping[Role, Route]:
     return {Role.MINER: Route(handler)}
 
 
+def _sfl(requester: Handler, worker: Handler, csp: Handler,
+         keys: InstanceKeys = singleton) -> dict[Role, Route]:
+    """One event's routes for the three CrowdSFL roles (roles/sfl_*.py)."""
+    return {Role.REQUESTER: Route(requester, keys), Role.WORKER: Route(worker, keys),
+            Role.CSP: Route(csp, keys)}
+
+
 DISPATCH: Table = {
     HeadChanged.TYPE: {
         **_miner(miner.handle_head_changed),
@@ -160,17 +181,29 @@ DISPATCH: Table = {
         **_miner(miner.handle_roles_started),
         Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_roles_started),
         Role.SPATIAL_WORKER: Route(spatial_worker.handle_roles_started),
+        **_sfl(sfl_requester.handle_roles_started,
+               sfl_worker.handle_roles_started,
+               sfl_csp.handle_roles_started),
     },
     # Taken by the protocol roles (crowdsfl, spatial) as they land; none of the miner's business.
-    BlockConnected.TYPE: {},
+    BlockConnected.TYPE: _sfl(sfl_requester.handle_block_connected,
+                              sfl_worker.handle_block_connected,
+                              sfl_csp.handle_block_connected, block_keys),
     BlockDisconnected.TYPE: {},
     CallIncluded.TYPE: {
         Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_call_included, addressed)},
     CallReverted.TYPE: {},  # the call service resends; nothing for a role to do
     CallRejected.TYPE: {
-        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_call_rejected, addressed)},
-    JobFinished.TYPE: {},
-    JobFailed.TYPE: {},
+        Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_call_rejected, addressed),
+        **_sfl(sfl_requester.handle_call_rejected,
+               sfl_worker.handle_call_rejected,
+               sfl_csp.handle_call_rejected, addressed)},
+    JobFinished.TYPE: _sfl(sfl_requester.handle_job_finished,
+                           sfl_worker.handle_job_finished,
+                           sfl_csp.handle_job_finished, addressed),
+    JobFailed.TYPE: _sfl(sfl_requester.handle_job_failed,
+                         sfl_worker.handle_job_failed,
+                         sfl_csp.handle_job_failed, addressed),
     # Spatial crowdsourcing (roles/spatial_worker.py, roles/spatial_requester.py).
     SpatialHeard.TYPE: {
         Role.SPATIAL_REQUESTER: Route(spatial_requester.handle_spatial_heard,
@@ -194,6 +227,16 @@ DISPATCH: Table = {
     LocationSet.TYPE: {Role.SPATIAL_WORKER: Route(spatial_worker.handle_location_set)},
     SpatialConfigured.TYPE: {
         Role.SPATIAL_WORKER: Route(spatial_worker.handle_spatial_configured)},
+    # CrowdSFL (roles/sfl_requester.py, sfl_worker.py, sfl_csp.py; docs/crowdsfl.md).
+    SflConfigured.TYPE: _sfl(sfl_requester.handle_sfl_configured,
+                             sfl_worker.handle_sfl_configured,
+                             sfl_csp.handle_sfl_configured, addressed),
+    SflTaskSeen.TYPE: _sfl(sfl_requester.handle_sfl_task_seen,
+                           sfl_worker.handle_sfl_task_seen,
+                           sfl_csp.handle_sfl_task_seen, addressed),
+    SflTaskRequested.TYPE: {Role.REQUESTER: Route(sfl_requester.handle_sfl_task_requested)},
+    SflJoinRequested.TYPE: {
+        Role.WORKER: Route(sfl_worker.handle_sfl_join_requested, sfl_worker.join_keys)},
 }
 
 # Roles a node may be configured with today; the others fail at start (exit 78).
