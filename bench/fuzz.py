@@ -33,18 +33,26 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fuzz.engine import Inflight, run_surface
-from tests.fuzz.targets import SURFACES
+# why no crowdmesh import up here: the atheris child must instrument crowdmesh's modules as
+# they are imported (``atheris.instrument_imports``), so each path imports what it needs.
 
 DEFAULT_INPUTS = 2000
 HANG_S = 60.0
 
 
+def _surface_names() -> list[str]:
+    from tests.fuzz.targets import SURFACES
+
+    return list(SURFACES)
+
+
 def _child(args: argparse.Namespace) -> int:
     name = args.surface[0]
-    inflight = Inflight(Path(args.inflight)) if args.inflight else None
     if args.engine == "atheris":
         return _atheris(name, args)
+    from tests.fuzz.engine import Inflight, run_surface
+
+    inflight = Inflight(Path(args.inflight)) if args.inflight else None
     stats = run_surface(name, args.inputs, args.seed, inflight, args.max_seconds)
     Path(args.out).write_text(json.dumps(stats.to_json()))
     return 0
@@ -54,7 +62,10 @@ def _atheris(name: str, args: argparse.Namespace) -> int:
     """libFuzzer over the surface's run; an unexpected exception is a libFuzzer crash."""
     import atheris  # type: ignore[import-not-found]
 
-    from tests.fuzz.world import build_world
+    with atheris.instrument_imports(include=["crowdmesh"]):  # coverage feedback from crowdmesh
+        from tests.fuzz.engine import Inflight
+        from tests.fuzz.targets import SURFACES
+        from tests.fuzz.world import build_world
 
     surface = SURFACES[name]
     if surface.is_async:
@@ -88,15 +99,16 @@ def _atheris(name: str, args: argparse.Namespace) -> int:
         if count[0] % 1000 == 0 or count[0] >= args.inputs:
             dump()  # why here: libFuzzer leaves through _exit, so atexit hooks never run
 
-    atheris.instrument_all()  # coverage feedback from every loaded module, crowdmesh included
     atheris.Setup([sys.argv[0], str(corpus), f"-runs={args.inputs}",
                    f"-max_total_time={int(min(args.max_seconds, 10**7))}",
                    f"-artifact_prefix={corpus}/", "-print_final_stats=1"], one)
-    atheris.Fuzz()
+    atheris.Fuzz()  # never returns: libFuzzer exits the process (its corpus dir stays in /tmp)
     return 0
 
 
 def _spawn(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from tests.fuzz.engine import Inflight
+
     out, inflight = work / f"{name}.json", work / f"{name}.inflight"
     cmd = [sys.executable, __file__, "--child", "--surface", name, "--inputs", str(args.inputs),
            "--seed", str(args.seed), "--out", str(out), "--inflight", str(inflight),
@@ -141,7 +153,8 @@ def _print_table(results: dict[str, dict[str, Any]]) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--inputs", type=int, default=DEFAULT_INPUTS)
-    p.add_argument("--surface", action="append", choices=sorted(SURFACES))
+    p.add_argument("--surface", action="append", metavar="NAME",
+                   help="repeatable; default every surface (see tests/fuzz/targets.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path)
     p.add_argument("--max-seconds", type=float, default=float("inf"),
@@ -154,7 +167,11 @@ def main() -> int:
     args = p.parse_args()
     if args.child:
         return _child(args)
-    names = args.surface or list(SURFACES)
+    known = _surface_names()
+    unknown = sorted(set(args.surface or ()) - set(known))
+    if unknown:
+        p.error(f"unknown surface(s) {unknown}; known: {', '.join(known)}")
+    names = args.surface or known
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="cmfuzz-") as tmp:
         for name in names:

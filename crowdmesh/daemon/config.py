@@ -43,6 +43,15 @@ Example::
     vote_policy = "operator"          # operator | honest | always-confirm | always-reject | oracle
     error_rate = 0                    # per mille of votes flipped (simulated mistakes), 0..1000
     ground_truth = "truth.csv"        # rows "type,lat,lon" (degrees); required for oracle
+
+    [crowdsfl]                        # CrowdSFL (roles requester, worker, csp)
+    dataset = "rows.csv"              # worker: numeric features + a label column, "?" missing
+                                      # (default: the built-in data minus its held-out split)
+    label = "class"                   # the CSV's label column (default: the last column)
+    holdout = "held.csv"              # requester: held-out rows (default: the built-in split)
+    shard = "1/3"                     # this worker keeps the i-th of n equal shards
+    auto_join = true                  # worker: join every new task that fits its data
+    behaviour = "honest"              # honest | free-rider | label-flip | random-weights
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ __all__ = [
     "MINING_MODES",
     "RELOADABLE",
     "ROLES",
+    "SFL_BEHAVIOURS",
     "VOTE_POLICIES",
     "ConfigError",
     "GroundTruth",
@@ -95,6 +105,8 @@ _MULTIADDR = re.compile(
 )
 _ACCOUNT = re.compile(r"^[0-9a-f]{64}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9_-]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?$")
+_SHARD = re.compile(r"^([1-9][0-9]{0,2})/([1-9][0-9]{0,2})$")
+SFL_BEHAVIOURS: Final = ("honest", "free-rider", "label-flip", "random-weights")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -137,6 +149,13 @@ class NodeConfig:
     ground_truth_path: Path | None = None
     ground_truth: GroundTruth = ()
     """The rows of ``ground_truth_path``, read at load."""
+    sfl_dataset: Path | None = None
+    sfl_label: str | None = None
+    sfl_holdout: Path | None = None
+    sfl_shard: tuple[int, int] | None = None
+    """``[crowdsfl] shard = "i/n"`` as ``(i, n)``, 1 ≤ i ≤ n."""
+    sfl_auto_join: bool = False
+    sfl_behaviour: str = "honest"
     source: str = field(default="<config>", compare=False)
 
     @property
@@ -225,6 +244,16 @@ def _is_account(v: Any) -> str | None:
     return None if ok else "must be 64 lowercase hex characters (an account id)"
 
 
+def _is_bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _is_shard(v: Any) -> str | None:
+    m = _SHARD.match(v) if isinstance(v, str) else None
+    ok = m is not None and int(m[1]) <= int(m[2])
+    return None if ok else 'must be "i/n" with 1 <= i <= n <= 999'
+
+
 def degrees_e6(v: Any) -> int:
     """Degrees (an int or an exact ``Decimal``) as int micro-degrees, rounded half away from
     zero once.
@@ -235,7 +264,7 @@ def degrees_e6(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, int | Decimal):
         raise ValueError(f"{v!r} is not a number of degrees")
     d = Decimal(v)
-    if not d.is_finite():
+    if not d.is_finite() or abs(d) > 360:  # why bound: quantize fails on huge exponents
         raise ValueError(f"{v} is not a finite number of degrees")
     return int((d * _E6).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
@@ -281,6 +310,12 @@ _SCHEMA: Final[dict[tuple[str, str], tuple[str, Check]]] = {
     ("spatial", "vote_policy"): ("vote_policy", _one_of(VOTE_POLICIES)),
     ("spatial", "error_rate"): ("error_permille", _int_range(0, 1000)),
     ("spatial", "ground_truth"): ("ground_truth_path", _is_str),
+    ("crowdsfl", "dataset"): ("sfl_dataset", _is_str),
+    ("crowdsfl", "label"): ("sfl_label", _is_str),
+    ("crowdsfl", "holdout"): ("sfl_holdout", _is_str),
+    ("crowdsfl", "shard"): ("sfl_shard", _is_shard),
+    ("crowdsfl", "auto_join"): ("sfl_auto_join", _is_bool),
+    ("crowdsfl", "behaviour"): ("sfl_behaviour", _one_of(SFL_BEHAVIOURS)),
 }
 _TABLES: Final = frozenset(t for t, _ in _SCHEMA if t)
 
@@ -331,9 +366,16 @@ def _check_key(
     found[field_name] = v
 
 
+class _PathProblem(ValueError):
+    """A configured path the OS cannot take (unknown ``~user``, a NUL byte)."""
+
+
 def _resolve(base: Path, raw: str) -> Path:
-    p = Path(raw).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+    try:
+        p = Path(raw).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+    except (RuntimeError, ValueError) as exc:
+        raise _PathProblem(f"path {raw!r}: {exc}") from None
 
 
 def parse_config(
@@ -358,7 +400,10 @@ def parse_config(
         m = re.search(r"line (\d+)", str(exc))
         raise ConfigError(source, int(m.group(1)) if m else None, f"TOML syntax: {exc}") from None
     raw = _flatten(doc, text, source)
-    return _build(raw, base, env, source, text)
+    try:
+        return _build(raw, base, env, source, text)
+    except _PathProblem as exc:
+        raise ConfigError(source, None, str(exc)) from None
 
 
 def _build(
@@ -382,6 +427,12 @@ def _build(
         line = _line_of(text, "mining", "mode")
         raise ConfigError(source, line, "mining.mode is not 'off' but roles lacks 'miner'")
     _build_spatial(raw, base, source, text)
+    for name in ("sfl_dataset", "sfl_holdout"):
+        if name in raw:
+            raw[name] = _resolve(base, raw[name])
+    if "sfl_shard" in raw:
+        i, n = raw["sfl_shard"].split("/")
+        raw["sfl_shard"] = (int(i), int(n))
     return NodeConfig(
         data_dir=data_dir, genesis_path=genesis, control_socket=sock, source=source,
         **raw,
@@ -490,6 +541,12 @@ def render_config(cfg: NodeConfig) -> str:
         "location": None if cfg.location is None else [_degrees(x) for x in cfg.location],
         "vote_policy": cfg.vote_policy, "error_permille": cfg.error_permille,
         "ground_truth_path": None if cfg.ground_truth_path is None else str(cfg.ground_truth_path),
+        "sfl_dataset": None if cfg.sfl_dataset is None else str(cfg.sfl_dataset),
+        "sfl_label": cfg.sfl_label,
+        "sfl_holdout": None if cfg.sfl_holdout is None else str(cfg.sfl_holdout),
+        "sfl_shard": None if cfg.sfl_shard is None else "{}/{}".format(*cfg.sfl_shard),
+        "sfl_auto_join": cfg.sfl_auto_join or None,  # defaults left out
+        "sfl_behaviour": None if cfg.sfl_behaviour == "honest" else cfg.sfl_behaviour,
     }
     tables: dict[str, list[str]] = {}
     for (table, key), (name, _) in _SCHEMA.items():

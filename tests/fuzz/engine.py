@@ -102,12 +102,13 @@ class _Loop:
 
     def draw(self, index: int) -> bytes:
         if index < self.n_seeds:
-            return self.corpus[index]  # every seed runs once unmutated
-        rng = _rng(self.name, self.seed, index)
-        m = Mutator(rng, self.corpus)
-        data = rng.choice(self.corpus)
-        for _ in range(1 if rng.random() < 0.7 else rng.randrange(2, 5)):
-            data = self.target.mutate(m, data)
+            data = self.corpus[index]  # every seed runs once unmutated
+        else:
+            rng = _rng(self.name, self.seed, index)
+            m = Mutator(rng, self.corpus)
+            data = rng.choice(self.corpus)
+            for _ in range(1 if rng.random() < 0.7 else rng.randrange(2, 5)):
+                data = self.target.mutate(m, data)
         if self.inflight is not None:
             self.inflight.put(index, data)
         return data

@@ -1,9 +1,8 @@
 """Every crash or unexpected exception the fuzz campaign found, as a test with its input.
 
 Fixed here: a non-bytes item where a tally bundle needs encoded bytes (``codec.unpack`` now
-raises ``DecodeError("bad-field")`` instead of ``TypeError``). Found in files other engineers
-own, kept as strict xfails with the input (remove the marker with the fix): config paths and
-locations that raise ``RuntimeError``, ``ValueError`` and ``decimal.InvalidOperation``.
+raises ``DecodeError("bad-field")`` instead of ``TypeError``); config paths and locations that
+raised ``RuntimeError``, ``ValueError`` and ``decimal.InvalidOperation`` (now ``bad-config``).
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ def test_unpack_refuses_what_is_not_bytes(value) -> None:
         Reveal.decode(value)
 
 
-# ---- found in daemon/config.py (owned elsewhere): strict xfails until fixed ----------------
+# ---- found in daemon/config.py: config problems that escaped as other exceptions ----------
 
 CONFIG_FINDINGS = [
     ('data_dir = "~nosuchuser/x"\n', "RuntimeError: Path.expanduser, unknown user"),
@@ -78,7 +77,6 @@ CONFIG_FINDINGS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="daemon/config.py: see docs/fuzzing.md, findings")
 @pytest.mark.parametrize(("text", "what"), CONFIG_FINDINGS)
 def test_config_problems_are_config_errors(tmp_path: Path, text: str, what: str) -> None:
     with pytest.raises(UsageError) as info:
