@@ -31,6 +31,7 @@ __all__ = [
     "NodeService",
     "PeerService",
     "Services",
+    "SflService",
     "SpatialService",
     "Topic",
 ]
@@ -126,6 +127,24 @@ class SpatialService(Protocol):
     def rewards(self, account_hex: str) -> JsonObj: ...
 
 
+class SflService(Protocol):
+    """CrowdSFL: tasks (create, join, views, models) and the node's ElGamal key."""
+
+    def elgamal_key(self, profile: str = "default") -> JsonObj: ...
+
+    def elgamal_register(self, profile: str = "default") -> JsonObj: ...
+
+    def task_create(self, params: JsonObj, request_id: str) -> JsonObj: ...
+
+    def task_join(self, task_hex: str) -> JsonObj: ...
+
+    def task_list(self) -> list[JsonObj]: ...
+
+    def task_show(self, task_hex: str) -> JsonObj: ...
+
+    def task_model(self, task_hex: str, round_: int | None) -> JsonObj: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """Every service a running node offers; one field per feature."""
@@ -136,3 +155,4 @@ class Services:
     peers: PeerService
     account: AccountService
     spatial: SpatialService | None = None  # None: the node has no spatial role
+    crowdsfl: SflService | None = None  # None: the node has no CrowdSFL role

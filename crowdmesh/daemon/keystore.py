@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +38,12 @@ from crowdmesh.crypto.identity import (
 from crowdmesh.crypto.rng import Rng
 from crowdmesh.errors import CrowdmeshError, NotFound, UsageError, ValidationError
 
-__all__ = ["DIR_MODE", "FILE_MODE", "KEYS_DIR", "KeyEntry", "Keystore"]
+__all__ = ["DIR_MODE", "ELGAMAL_SUFFIX", "FILE_MODE", "KEYS_DIR", "KeyEntry", "Keystore"]
 
 KEYS_DIR = "keys"
 KEY_SUFFIX = ".key"
+ELGAMAL_SUFFIX = ".elgamal"  # <profile>.elgamal: an ElGamal secret exponent
+_ELGAMAL_MAGIC = b"crowdmesh-elgamal-v1 "
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _NAME = re.compile(r"[A-Za-z0-9_-]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_-])?")
@@ -192,3 +195,38 @@ class Keystore:
         except CrowdmeshError as exc:
             return KeyEntry(name, None, None, exc.code)
         return KeyEntry(name, info.public, info.encrypted)
+
+    # -- ElGamal secrets (CrowdSFL requester and CSP) --------------------------------------
+
+    def elgamal_path(self, profile: str) -> Path:
+        """Where the ElGamal secret of crypto profile ``profile`` lives."""
+        _check_name(profile)
+        return self.directory / f"{profile}{ELGAMAL_SUFFIX}"
+
+    def elgamal_secret(self, profile: str, make: Callable[[], int]) -> int:
+        """The ElGamal secret exponent of ``profile``; created with ``make()`` on first use.
+
+        The file (mode 0600, same rules as account keys) holds one line
+        ``crowdmesh-elgamal-v1 <hex exponent>``; it is never replaced.
+
+        Raises:
+            ValidationError: ``key-file-permissions``, ``bad-key-file``.
+        """
+        path = self.elgamal_path(profile)
+        try:
+            raw = _read_private(path)
+        except NotFound:
+            self._ensure_directory()
+            try:
+                _write_new(path, _ELGAMAL_MAGIC + f"{make():x}\n".encode())
+            except FileExistsError:
+                pass  # why: another process made it first; read theirs
+            else:
+                _fsync_dir(self.directory)
+            raw = _read_private(path)
+        if not raw.startswith(_ELGAMAL_MAGIC):
+            raise ValidationError("bad-key-file", f"{path}: not an ElGamal key file")
+        try:
+            return int(raw[len(_ELGAMAL_MAGIC):].strip(), 16)
+        except ValueError:
+            raise ValidationError("bad-key-file", f"{path}: damaged ElGamal key") from None

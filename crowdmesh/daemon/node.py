@@ -12,10 +12,10 @@
 
 Invariants:
 - :func:`run_node` owns one nursery holding every node task. ``task_status.started(services)``
-  is called only once the host listens, gossip is subscribed, the sync server is registered and
-  the roles have started, i.e. when the node is serving.
-- Startup problems an operator must fix (a configured role that is not implemented yet, an
-  unreadable account key, a bad genesis, a locked or damaged data dir) raise a
+  is called only once the host listens, gossip is subscribed, the sync server is registered
+  and the roles have started, i.e. when the node is serving.
+- Startup problems an operator must fix (a role not implemented yet, an unreadable account
+  key, dataset or ElGamal key, a bad genesis, a locked or damaged data dir) raise a
   ``CrowdmeshError`` before anything listens; the CLI prints it and exits 78.
 - Shutdown: ``Node.request_stop`` ends ``run_node``; network closed as LIBP2P.md §11, stores last.
 """
@@ -53,6 +53,7 @@ from crowdmesh.daemon.peerapi import PeerApi
 from crowdmesh.daemon.relay import TxRelay
 from crowdmesh.daemon.rolehost import RoleHost
 from crowdmesh.daemon.rolestore import RoleStore
+from crowdmesh.daemon.sflapi import SflApi
 from crowdmesh.daemon.signer import KeySigner
 from crowdmesh.daemon.spatialapi import SpatialApi
 from crowdmesh.daemon.spatialnet import SPATIAL_ROLES, SpatialNet
@@ -69,8 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ROLE_STORE", "Node", "run_node"]
 
-log = logging.getLogger("crowdmesh.node")
-p2p_log = logging.getLogger("crowdmesh.p2p")
+log, p2p_log = logging.getLogger("crowdmesh.node"), logging.getLogger("crowdmesh.p2p")
 ROLE_STORE = "roles.sqlite"
 JOB_THREADS = 2
 
@@ -80,17 +80,15 @@ class Node:
 
     def __init__(self, cfg: NodeConfig, events: EventSink, ledger: Ledger,
                  identity: NodeIdentity, role_store: RoleStore, signer: AccountKey | None,
-                 store: GroupCommitStore | None = None) -> None:
-        self.cfg, self.events, self.ledger, self.store = cfg, events, ledger, store
-        self.role_store = role_store
-        self._signer = signer
+                 store: GroupCommitStore | None = None, sfl: tuple[Event, ...] = ()) -> None:
+        self.cfg, self.events, self.ledger, self.store, self.sfl = cfg, events, ledger, store, sfl
+        self.role_store, self._signer = role_store, signer
         self.roles = frozenset(Role(r) for r in cfg.roles) | (
             frozenset({Role.MINER}) if cfg.mining_mode != "off" else frozenset())
         self.host = RoleHost(self.roles, LedgerChainView(ledger.chain),
                              {r: role_store.view(r.value) for r in self.roles}, identity,
                              signer=None if signer is None else KeySigner(signer))
-        self._stop = trio.Event()
-        self._ready = False
+        self._stop, self._ready = trio.Event(), False
         self.services: Services
 
     def attach(self, net: Network, nursery: trio.Nursery) -> None:
@@ -117,7 +115,8 @@ class Node:
         spatial = SpatialApi(self.ledger, self.host, self.role_store, self.spatial.set_location)
         self.services = Services(self, ChainApi(self.ledger, self.feed), self.producer,
                                  PeerApi(net), AccountApi(self.calls, self.ledger),
-                                 spatial if self.roles & SPATIAL_ROLES else None)
+                                 spatial if self.roles & SPATIAL_ROLES else None,
+                                 SflApi.for_node(self.ledger, self.host, self.calls, self.sfl))
         self._start_roles()
 
     def _start_effects(self, nursery: trio.Nursery, relay: TxRelay) -> None:
@@ -142,7 +141,8 @@ class Node:
     def _start_roles(self) -> None:
         """Roles rebuild their instances from their store and the chain, then calls catch up."""
         self.sync.request()
-        self.host.deliver(RolesStarted())
+        for event in (RolesStarted(), *self.sfl):  # SflConfigured: keys, datasets, seeds
+            self.host.deliver(event)
         self.spatial.start_roles()
         if Role.MINER in self.roles:
             self.host.deliver(MiningModeSet(self.cfg.mining_mode))
@@ -225,6 +225,7 @@ async def run_node(
         ledger = stack.enter_context(open_ledger(chain, config.data_dir))  # mempool.dat
         role_store = RoleStore.open(config.data_dir / ROLE_STORE)
         stack.callback(role_store.close)
+        sfl = tuple(startup.sfl_configs(config))  # datasets and ElGamal keys, before listening
         net_cfg = NetworkConfig(config.data_dir, config.listen, genesis.chain_id,
                                 config.bootstrap, max_peers=config.max_peers)
         node_box: list[Node] = []
@@ -236,7 +237,7 @@ async def run_node(
         async with open_network(net_cfg, ledger, ledger.check_gossip, on_event) as net:
             startup.check_listening(config.listen, net.addrs())  # libp2p only logs a failure
             identity = startup.node_identity(config, signer, net.host.get_public_key().to_bytes())
-            node = Node(config, events, ledger, identity, role_store, signer, store)
+            node = Node(config, events, ledger, identity, role_store, signer, store, sfl)
             node_box.append(node)
             async with trio.open_nursery() as nursery:
                 node.attach(net, nursery)

@@ -18,35 +18,54 @@ Invariants:
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import re
+import secrets
 import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import numpy as np
+from numpy.typing import NDArray
+
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.store_sqlite import SqliteStore
+from crowdmesh.crypto.elgamal import keygen
+from crowdmesh.crypto.groups import PROFILES
 from crowdmesh.crypto.identity import AccountKey
 from crowdmesh.daemon.config import NodeConfig
 from crowdmesh.daemon.keystore import Keystore
-from crowdmesh.errors import UsageError
+from crowdmesh.daemon.rng import SystemRng
+from crowdmesh.errors import CrowdmeshError, UsageError
+from crowdmesh.fl.datasets import DatasetSpec, load_default, parse_csv
+from crowdmesh.fl.features import Feature, encode
 from crowdmesh.roles.context import NodeIdentity
 from crowdmesh.roles.dispatch import IMPLEMENTED_ROLES, Role
+from crowdmesh.roles.sfl_events import SflConfigured
+from crowdmesh.roles.sfl_jobs import dataset_bytes
 
 __all__ = [
+    "builtin_split",
     "check_listening",
     "check_roles",
+    "elgamal_secret",
     "load_genesis",
     "load_signer",
     "node_identity",
     "open_chain_store",
     "prepare_data_dir",
+    "sfl_configs",
 ]
 
 DATA_DIR_MODE: Final = 0o700
+SFL_ROLES: Final = (Role.REQUESTER, Role.WORKER, Role.CSP)
+SFL_PROFILE: Final = "default"
+HELD_OUT: Final = 142  # rows of the built-in data kept for the requester (a quarter)
+Rows = tuple[NDArray[np.float64], NDArray[np.int64]]
 _TCP_ADDR: Final = re.compile(r"/ip([46])/([^/]+)/tcp/(\d+)")
 _BIND_CODES: Final = {  # why the bind failed -> our code
     errno.EADDRINUSE: "listen-port-in-use",
@@ -167,3 +186,96 @@ def _diagnose_listen(listen: str) -> tuple[str, str]:
         except OSError as exc:
             return _BIND_CODES.get(exc.errno or 0, "listen-failed"), str(exc.strerror)
     return "listen-failed", "the host did not listen (see its log)"
+
+
+# ---- CrowdSFL: keys and datasets, read before the node serves ------------------------------
+
+
+def elgamal_secret(data_dir: Path, profile: str = SFL_PROFILE) -> int:
+    """The node's ElGamal secret for ``profile`` (``<data_dir>/keys/<profile>.elgamal``, made
+    on first use, mode 0600)."""
+    return Keystore.in_data_dir(data_dir).elgamal_secret(
+        profile, lambda: keygen(PROFILES[profile], SystemRng()).sk)
+
+
+def builtin_split(shard: tuple[int, int] | None) -> tuple[Rows, Rows]:
+    """The built-in data as (held-out rows, training rows): a fixed quarter is held out for
+    the requester; the rest, or its ``shard = (i, n)``-th of n equal parts, is a worker's."""
+    data = load_default()
+    x, y = data.encoded(), data.y
+    order = np.random.default_rng(7).permutation(len(y))
+    held, rest = order[:HELD_OUT], order[HELD_OUT:]
+    return (x[held], y[held]), _shard((x[rest], y[rest]), shard)
+
+
+def _shard(rows: Rows, shard: tuple[int, int] | None) -> Rows:
+    if shard is None:
+        return rows
+    part = np.array_split(np.arange(len(rows[1])), shard[1])[shard[0] - 1]
+    return rows[0][part], rows[1][part]
+
+
+def load_rows(path: Path, label: str | None) -> Rows:
+    """A CSV of numeric features plus one label column (``label``, default the last column),
+    ``?`` or empty = missing. Integer labels keep their value, others are numbered in sorted
+    order; each feature is scaled by the file's own min..max.
+
+    Raises:
+        UsageError: ``bad-dataset`` (unreadable, no such label column, one label only).
+        DecodeError: the CSV parser's codes with the line number.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError("bad-dataset", f"{path}: cannot read: {exc}") from None
+    table = [r for r in csv.reader(text.splitlines()) if r]
+    names = [h.strip() for h in table[0]] if table else []
+    label = label or (names[-1] if names else "")
+    if label not in names:
+        raise UsageError("bad-dataset", f"{path}: no label column {label!r} in {names}")
+    at = names.index(label)
+    values = sorted({r[at].strip() for r in table[1:] if len(r) > at})
+    label_map = ({v: int(v) for v in values} if all(v.isdigit() for v in values)
+                 else {v: i for i, v in enumerate(values)})
+    if len(values) < 2:
+        raise UsageError("bad-dataset", f"{path}: the label column needs two classes or more")
+    features = tuple(Feature(n, 0.0, 1.0) for n in names if n != label)
+    ds = parse_csv(text, DatasetSpec(path.name, path.name, label, label_map, features))
+    low, high = np.nanmin(ds.raw, axis=0), np.nanmax(ds.raw, axis=0)
+    scaled = tuple(Feature(f.name, float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+                   for f, lo, hi in zip(features, np.nan_to_num(low), np.nan_to_num(high),
+                                        strict=True))
+    return encode(ds.raw, scaled), ds.y
+
+
+def sfl_configs(cfg: NodeConfig) -> list[SflConfigured]:
+    """One ``SflConfigured`` per CrowdSFL role of ``cfg`` (delivered after ``RolesStarted``).
+
+    Raises:
+        CrowdmeshError: an unreadable dataset or ElGamal key file (the node does not start).
+    """
+    roles = [r for r in SFL_ROLES if r.value in cfg.roles]
+    if not roles:
+        return []
+    try:
+        return [_sfl_config(cfg, role) for role in roles]
+    except CrowdmeshError as exc:
+        raise UsageError(exc.code, f"[crowdsfl]: {exc.detail}") from None
+
+
+def _sfl_config(cfg: NodeConfig, role: Role) -> SflConfigured:
+    secret = b""
+    if role is not Role.WORKER:
+        sk = elgamal_secret(cfg.data_dir)
+        secret = sk.to_bytes(max(1, (sk.bit_length() + 7) // 8), "big")
+    rows: Rows | None = None
+    if role is Role.WORKER:
+        rows = (_shard(load_rows(cfg.sfl_dataset, cfg.sfl_label), cfg.sfl_shard)
+                if cfg.sfl_dataset is not None else builtin_split(cfg.sfl_shard)[1])
+    elif role is Role.REQUESTER:
+        rows = (load_rows(cfg.sfl_holdout, cfg.sfl_label) if cfg.sfl_holdout is not None
+                else builtin_split(None)[0])
+    dataset = b"" if rows is None else dataset_bytes(*rows)
+    return SflConfigured(role.value, "", seed=secrets.token_bytes(32), profile=SFL_PROFILE,
+                         secret_key=secret, dataset=dataset, auto_join=cfg.sfl_auto_join,
+                         behaviour=cfg.sfl_behaviour)  # type: ignore[arg-type]

@@ -241,7 +241,8 @@ DISPATCH: Table = {
 
 # Roles a node may be configured with today; the others fail at start (exit 78).
 IMPLEMENTED_ROLES: frozenset[Role] = frozenset(
-    {Role.MINER, Role.SPATIAL_REQUESTER, Role.SPATIAL_WORKER})
+    {Role.MINER, Role.SPATIAL_REQUESTER, Role.SPATIAL_WORKER, Role.REQUESTER, Role.WORKER,
+     Role.CSP})
 
 
 def _run_role(route: Route, role: Role, states: RoleStates, event: Event,

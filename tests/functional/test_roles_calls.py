@@ -55,16 +55,18 @@ async def _no_calls(node) -> bool:
     return not (await node.rpc("account"))["calls"]
 
 
-async def test_a_configured_role_that_is_not_implemented_fails_at_start_with_78() -> None:
+async def test_a_role_whose_dataset_is_unreadable_fails_at_start_with_78() -> None:
+    # every role is implemented now (role-not-implemented: tests/unit/daemon/test_startup.py);
+    # a worker whose [crowdsfl] dataset cannot be read is the same kind of operator problem
     async with running_testnet(n=1, start=False) as net:
         node = net.nodes[0]
-        text = node.config.read_text().replace('roles = ["miner"]', 'roles = ["miner", "csp"]')
-        node.config.write_text(text)
+        text = node.config.read_text().replace('roles = ["miner"]', 'roles = ["miner", "worker"]')
+        node.config.write_text(text + '\n[crowdsfl]\ndataset = "missing.csv"\n')
         proc = await trio.run_process(
             [sys.executable, "-m", "crowdmesh", "daemon", "--config", str(node.config)],
             capture_stdout=True, capture_stderr=True, check=False)
         assert proc.returncode == 78, proc.stderr
-        assert b"role-not-implemented" in proc.stderr and b"Traceback" not in proc.stderr
+        assert b"bad-dataset" in proc.stderr and b"Traceback" not in proc.stderr
 
 
 async def test_the_account_commands_pay_from_the_daemon_and_show_the_call() -> None:

@@ -34,6 +34,7 @@ from crowdmesh.daemon.client import (
     cli_mining,
     cli_node,
     cli_report,
+    cli_task,
     cli_testnet,
 )
 from crowdmesh.daemon.client.cli_command import Command, CommandGroup, Invocation, Options
@@ -71,6 +72,7 @@ GROUPS: Final[tuple[CommandGroup, ...]] = (
     cli_testnet.GROUP,
     cli_account.GROUP,
     cli_report.GROUP,
+    cli_task.GROUP,
 )
 
 

@@ -1,4 +1,6 @@
-"""Command group ``keys``: the account keys of a data dir's keystore (``keys new|list|show``).
+"""Command group ``keys``: the account keys of a data dir's keystore (``keys new|list|show``),
+and the running daemon's ElGamal key (``keys elgamal [show|register]``: CrowdSFL requester and
+CSP; ``register`` sends ``register-key`` with its proof of knowledge from the node's account).
 
 Rule: the keystore is ``--data-dir``'s, else that of ``--config``'s data dir; a passphrase for
 ``new`` comes from the environment variable named by ``--passphrase-env``, never from argv.
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+import trio
 from rich.console import Console
 from rich.table import Table
 
@@ -33,7 +36,7 @@ __all__ = ["GROUP"]
 
 def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=list(_ACTIONS))
-    p.add_argument("name", nargs="?", help="key name (new, show)")
+    p.add_argument("name", nargs="?", help="key name (new, show); show|register (elgamal)")
     p.add_argument("--data-dir", type=Path, help="default: data_dir of --config")
     p.add_argument("--passphrase-env", help="environment variable holding a passphrase (new)")
 
@@ -58,8 +61,16 @@ def _list(inv: Invocation, store: Keystore) -> None:
         Console().print(Table(title=f"no keys in {store.directory}"))
 
 
+def _elgamal(inv: Invocation, store: Keystore) -> None:
+    what = inv.args.name or "show"
+    if what not in ("show", "register"):
+        raise UsageError("usage", "keys elgamal [show|register]")
+    method = "elgamal_register" if what == "register" else "elgamal_key"
+    render(trio.run(inv.call, method, []), inv.options.json, f"elgamal key ({what})")
+
+
 _ACTIONS: Final[dict[str, Callable[[Invocation, Keystore], None]]] = {
-    "new": _new, "list": _list, "show": _show,
+    "new": _new, "list": _list, "show": _show, "elgamal": _elgamal,
 }
 
 

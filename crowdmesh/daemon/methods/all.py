@@ -13,6 +13,7 @@ from crowdmesh.daemon.methods import (
     account,
     chain,
     compose,
+    crowdsfl,
     mining,
     node,
     peers,
@@ -23,4 +24,4 @@ __all__ = ["DEFAULT_METHODS"]
 
 DEFAULT_METHODS: Final[dict[str, Method]] = compose(
     node.METHODS, peers.METHODS, chain.METHODS, mining.METHODS, account.METHODS,
-    spatial.METHODS)
+    spatial.METHODS, crowdsfl.METHODS)

@@ -21,6 +21,7 @@ from crowdmesh.daemon.methods import (
     call_handler,
     chain,
     compose,
+    crowdsfl,
     mining,
     node,
     param_int,
@@ -30,11 +31,39 @@ from crowdmesh.daemon.methods import (
 )
 from crowdmesh.daemon.methods.all import DEFAULT_METHODS
 from crowdmesh.errors import NotFound, ValidationError
-from tests.unit.daemon.conftest import FakeNode
+from tests.unit.daemon.conftest import FakeNode as _BaseFake
+
+
+class FakeNode(_BaseFake):
+    """The shared fake plus the CrowdSFL service."""
+
+    def elgamal_key(self, profile="default"):
+        return {"profile": profile}
+
+    def elgamal_register(self, profile="default"):
+        return {"profile": profile, "call": None}
+
+    def task_create(self, params, request_id):
+        return {"request_id": request_id, "task": None, "spec": params}
+
+    def task_join(self, task_hex):
+        return {"task": task_hex, "requested": True}
+
+    def task_list(self):
+        return []
+
+    def task_show(self, task_hex):
+        return {"task": task_hex}
+
+    def task_model(self, task_hex, round_):
+        return {"task": task_hex, "round": round_, "model": ""}
+
+    async def set_network_active(self, active):
+        return {"network_active": active}
 
 FEATURE_TABLES = {"node": node.METHODS, "chain": chain.METHODS, "mining": mining.METHODS,
                   "peers": peers.METHODS, "account": account.METHODS,
-                  "spatial": spatial.METHODS}
+                  "spatial": spatial.METHODS, "crowdsfl": crowdsfl.METHODS}
 SAMPLE_PARAMS = {
     "status": [], "peers": [], "connect": ["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWfake"],
     "disconnect": ["12D3KooWfake"], "head": [], "block": [3], "mempool": [],
@@ -44,6 +73,10 @@ SAMPLE_PARAMS = {
     "report_submit": ["flood", 35_227_100, -80_843_100, "r1"],
     "report_vote": ["ab" * 32, "confirm"],
     "report_pending": [], "report_list": [], "report_show": ["ab" * 32], "rewards": ["ee" * 32],
+    "elgamal_key": [], "elgamal_register": ["default"],
+    "task_create": [{"csp": "ee" * 32, "rounds": 2}, "t1"], "task_join": ["ab" * 32],
+    "task_list": [], "task_show": ["ab" * 32], "task_model": ["ab" * 32, 1],
+    "setnetworkactive": [False],
 }
 SERVER_OWN = {"ready", "stop", "methods", "subscribe", "unsubscribe"}
 

@@ -19,7 +19,11 @@ def _cfg(tmp_path: Path, **kw) -> NodeConfig:
                       control_socket=tmp_path / "c.sock", **kw)
 
 
-def test_a_role_that_is_not_implemented_is_refused_not_dropped(tmp_path):
+def test_a_role_that_is_not_implemented_is_refused_not_dropped(tmp_path, monkeypatch):
+    # every configurable role is implemented today: pretend the worker is not
+    from crowdmesh.daemon import startup
+    from crowdmesh.roles.dispatch import IMPLEMENTED_ROLES, Role
+    monkeypatch.setattr(startup, "IMPLEMENTED_ROLES", IMPLEMENTED_ROLES - {Role.WORKER})
     check_roles(_cfg(tmp_path, roles=frozenset({"miner"})))
     with pytest.raises(CrowdmeshError) as info:
         check_roles(_cfg(tmp_path, roles=frozenset({"miner", "worker"})))
