@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_JSON ?=
 
-.PHONY: demo demo-crypto demo-spatial test check bench venv clean
+.PHONY: demo demo-crowdsfl demo-transfer demo-crypto demo-spatial test check bench venv clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The main job: a whole CrowdSFL federated-learning task between 5 daemons (5 rounds).
+demo: demo-crowdsfl
+
+demo-crowdsfl: $(STAMP)
+	$(BIN)/python -m crowdmesh.daemon.client.cli_demo_crowdsfl
+
+# Transfers between 5 mining daemons, each block followed to every node.
+demo-transfer: $(STAMP)
 	$(BIN)/python -m crowdmesh.daemon.client.cli_demo_testnet
 
 demo-crypto: $(STAMP)

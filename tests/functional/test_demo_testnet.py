@@ -1,4 +1,4 @@
-"""`make demo` keeps working: the 5-daemon testnet demo runs end to end as users run it."""
+"""`make demo-transfer` keeps working: the 5-daemon transfer walk-through runs end to end."""
 
 from __future__ import annotations
 

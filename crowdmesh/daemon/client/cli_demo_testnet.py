@@ -1,4 +1,4 @@
-"""``make demo``: ``python -m crowdmesh.daemon.client.cli_demo_testnet [-n 5] [--transfers 40]
+"""``make demo-transfer``: ``python -m crowdmesh.daemon.client.cli_demo_testnet [-n 5] [--transfers 40]
 [--seed 1] [--keep]``, the arguments of the 5-daemon testnet demo.
 
 Rule: only the arguments are parsed here; the demo is

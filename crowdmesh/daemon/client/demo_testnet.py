@@ -1,4 +1,4 @@
-"""``make demo``: 5 daemons doing real work, then a clean stop.
+"""``make demo-transfer``: 5 daemons doing real work, then a clean stop.
 
 Run as ``python -m crowdmesh.daemon.client.cli_demo_testnet [-n 5] [--transfers 40] [--seed 1]
 [--keep]`` (the arguments are parsed there; this module is the demo itself).
