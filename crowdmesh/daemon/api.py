@@ -96,6 +96,8 @@ class PeerService(Protocol):
 
     def set_bootstrap(self, addrs: tuple[str, ...]) -> JsonObj: ...
 
+    async def set_network_active(self, active: bool) -> JsonObj: ...
+
 
 class AccountService(Protocol):
     """The node's own account (``[account]``): contract calls the daemon signs and follows, the

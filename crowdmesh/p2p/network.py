@@ -13,9 +13,11 @@ Invariants:
   ``peer-refused`` instead of ``peer-up``) unless it is a maintained bootstrap peer; those are
   always kept, so our own bootstrap dials are never refused.
 - Networking can be switched off and on (bitcoind's ``setnetworkactive``): while off the host
-  still listens, but every peer is refused (``network-inactive``), no maintainer runs and no
-  peer has an address in the peerstore, so neither our redialling nor py-libp2p's
-  auto-connector dials anyone. Switching on restores the addresses and maintainers it took.
+  still listens, but the swarm's connection gate denies every address (inbound connections are
+  closed before any handshake, dials fail), a connection that was already being upgraded is
+  refused when it comes up (``network-inactive``), no maintainer runs and no peer has an
+  address in the peerstore, so neither our redialling nor py-libp2p's auto-connector dials
+  anyone. Switching on lifts the gate and restores the addresses and maintainers it took.
 - Peer ids from outside are checked (:func:`parse_peer_id`): base58 text that is not an
   identity or SHA-256 multihash is ``bad-peer-id``; dialling our own id is ``connect-self``.
 """
@@ -37,7 +39,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.peer.peerstore import PeerStoreError
 from libp2p.tools.anyio_service import background_trio_service
-from multihash import decode as decode_multihash  # type: ignore[import-untyped]
+from multihash import decode as decode_multihash
 
 from crowdmesh.errors import NotFound, UsageError
 from crowdmesh.p2p.gossip import CheckFn, Gossip, GossipConfig
@@ -68,6 +70,7 @@ peer-banned."""
 
 TOO_MANY_PEERS = "too-many-peers"
 NETWORK_INACTIVE = "network-inactive"
+DENY_ALL = ("0.0.0.0/0", "::/0")  # connection-gate entries while networking is off
 PEER_ID_HASHES = (0x00, 0x12)  # identity (Ed25519 keys) and sha2-256 (larger keys) multihashes
 SYNC_TOPIC = "sync"
 """The ``topic`` of rejects for data received over sync (not a gossip topic)."""
@@ -102,6 +105,7 @@ class Network:
         self.active = True
         self._parked: dict[ID, PeerInfo] = {}  # maintained peers while networking is off
         self._infos: dict[ID, PeerInfo] = {}  # every maintained peer's configured address
+        self._refusing: set[ID] = set()  # refused, their connections still closing
         self._known: dict[ID, list[multiaddr.Multiaddr]] = {}  # addresses taken while off
 
     @property
@@ -114,8 +118,8 @@ class Network:
         return [str(a) for a in self.host.get_addrs()]
 
     def connected(self) -> list[ID]:
-        """Currently connected peers."""
-        return list(self.host.get_connected_peers())
+        """Currently connected peers (not those we refused whose connections are closing)."""
+        return [p for p in self.host.get_connected_peers() if p not in self._refusing]
 
     def peers(self) -> list[dict[str, Any]]:
         """One JSON-able row per connected peer: id, addresses, score, reject counts."""
@@ -231,8 +235,15 @@ class Network:
             # why: py-libp2p's auto-connector would otherwise dial it straight back
             self.host.get_peerstore().clear_addrs(peer)
         self.refused += 1
-        self._nursery.start_soon(self._disconnect, peer)
+        self._refusing.add(peer)
+        self._nursery.start_soon(self._refuse, peer)
         return code
+
+    async def _refuse(self, peer: ID) -> None:
+        try:
+            await self._disconnect(peer)
+        finally:
+            self._refusing.discard(peer)
 
     async def set_active(self, active: bool) -> int:
         """Switch networking off (drop every peer, dial nobody, refuse everyone) or back on
@@ -246,7 +257,13 @@ class Network:
         self.active = active
         return self._resume() if active else await self._suspend()
 
+    def _gate_all(self, deny: bool) -> None:
+        gate: Any = getattr(self.host.get_network(), "connection_gate", None)
+        for net in DENY_ALL if gate is not None else ():
+            (gate.add_to_deny_list if deny else gate.remove_from_deny_list)(net)
+
     async def _suspend(self) -> int:
+        self._gate_all(True)
         for pid, scope in list(self._maintainers.items()):
             scope.cancel()
             self._parked[pid] = self._infos.get(pid) or PeerInfo(pid, self._addrs_known(pid))
@@ -277,6 +294,7 @@ class Network:
         self.host.get_peerstore().clear_addrs(pid)
 
     def _resume(self) -> int:
+        self._gate_all(False)
         store = self.host.get_peerstore()
         known, self._known = self._known, {}
         for pid, addrs in known.items():

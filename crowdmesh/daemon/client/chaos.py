@@ -46,6 +46,7 @@ from crowdmesh.daemon.client.harness import Testnet
 from crowdmesh.daemon.client.rpc import RpcCallError
 from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
 from crowdmesh.daemon.client.wallet import TestnetWallet
+from crowdmesh.errors import CrowdmeshError
 
 __all__ = ["ChaosConfig", "ChaosReport", "fault_schedule", "format_row", "run_chaos"]
 
@@ -90,6 +91,7 @@ class ChaosReport:
         return {"faults": len(self.rows), "violations": len(self.violations),
                 "max_converge_s": max(converge, default=0.0),
                 "lost_confirmed_txs": self.lost_confirmed_txs, "seed": self.seed,
+                "tiebreaks": sum(int(r.get("tiebreaks", 0)) for r in self.rows),
                 "nodes": self.nodes, "kinds": kinds, "duration_s": round(self.duration_s, 1),
                 "final": self.final, "loads": self.loads, "rows": self.rows,
                 "violation_details": self.violations, "root": self.root}
@@ -102,20 +104,22 @@ def fault_schedule(kinds: Sequence[str], n: int, rng: random.Random) -> list[str
     return (first + [rng.choice(kinds) for _ in range(max(0, n - len(first)))])[:n]
 
 
-ROW_FORMAT = "{i:>4} {kind:<7} {nodes:<10} {detail:<14} {converge:>10} {height:>7} {viol:>5}"
+ROW_FORMAT = ("{i:>4} {kind:<7} {nodes:<10} {detail:<14} {converge:>10} {height:>7} {ties:>4} "
+              "{viol:>5}")
 
 
 def format_row(row: JsonObj | None) -> str:
     """One line of the per-fault table (the header for ``None``)."""
     if row is None:
         return ROW_FORMAT.format(i="#", kind="fault", nodes="nodes", detail="detail",
-                                 converge="converge_s", height="height", viol="viol")
+                                 converge="converge_s", height="height", ties="ties",
+                                 viol="viol")
     detail = " ".join(f"{k}={v}" for k, v in row["detail"].items() if k != "nodes")
     converge = "-" if row["converge_s"] is None else f"{row['converge_s']:.2f}"
     return ROW_FORMAT.format(i=row["fault"], kind=row["kind"],
                              nodes=",".join(map(str, row["detail"].get("nodes", []))),
                              detail=detail, converge=converge, height=row["height"],
-                             viol=row["violations"])
+                             ties=row.get("tiebreaks", 0), viol=row["violations"])
 
 
 class _Gate:
@@ -163,15 +167,19 @@ class _Chaos:
         """Pause the loads, check every invariant, resume; (converge seconds, height)."""
         await self.gate.close()
         bound = self.cfg.converge_s * self.cfg.timeout_factor
-        converge = await wait_converged(self.run, max(1.0, bound - (time.monotonic() - healed_at)))
-        if converge is not None:  # measured from the heal, not from the pause
-            converge = round(time.monotonic() - healed_at, 2)
-        height = -1
-        if converge is not None and await wait_drained(self.run, bound):
-            height = await self.tracker.check(self.run)
+        converge, height = None, -1
+        try:
+            converge = await wait_converged(self.run, max(1.0, bound - (time.monotonic()
+                                                                        - healed_at)))
+            if converge is not None:  # measured from the heal, not from the pause
+                converge = round(time.monotonic() - healed_at, 2)
+            if converge is not None and await wait_drained(self.run, bound):
+                height = await self.tracker.check(self.run)
+            for load in self.loads:
+                await load.resync(self.run)
+        except CrowdmeshError as exc:  # a daemon that stopped answering: evidence, not a crash
+            self.run.violate("rpc", f"{exc}; tips {await self.net.tips()}")
         check_tracebacks(self.run, self.log_offsets)
-        for load in self.loads:
-            await load.resync(self.run)
         self.gate.open.set()
         return converge, height
 
@@ -180,17 +188,17 @@ class _Chaos:
         run = self.run
         run.fault_index = index
         target = run.rng.choice(run.nodes)
-        before = len(run.violations)
+        before, ties = len(run.violations), run.tiebreaks
         ok = True
         try:
             detail = await self.faults[kind].inject(run, target)
-        except (AssertionError, trio.TooSlowError) as exc:  # a harness wait that failed
+        except (AssertionError, trio.TooSlowError, CrowdmeshError) as exc:  # could not heal
             run.violate("fault-failed", f"{kind} on node{target.index}: {exc}")
             detail, ok = {"nodes": [target.index], "error": "fault-failed"}, False
         healed_at = time.monotonic()
         converge, height = await self.checks(healed_at) if ok else (None, -1)
         row = {"fault": index, "kind": kind, "target": target.index, "detail": detail,
-               "converge_s": converge, "height": height,
+               "converge_s": converge, "height": height, "tiebreaks": run.tiebreaks - ties,
                "violations": len(run.violations) - before}
         self.report.rows.append(row)
         self.out(format_row(row))
@@ -202,7 +210,13 @@ class _Chaos:
         run.fault_index = -1
         converge, height = await self.checks(time.monotonic())
         await self.gate.close()
-        unconfirmed = await self._unconfirmed()
+        unconfirmed: list[JsonObj] = []
+        try:
+            if run.available():
+                await self.tracker.refresh(run, run.available()[0])
+                unconfirmed = await self._unconfirmed()
+        except CrowdmeshError as exc:  # a daemon that died: evidence, then stop the rest
+            run.violate("rpc", f"final read failed: {exc}")
         for node in run.nodes:
             try:
                 await node.stop_node()
@@ -295,6 +309,7 @@ def summary_lines(report: ChaosReport) -> list[str]:
     """The human summary printed after the table."""
     doc: dict[str, Any] = report.to_json()
     lines = [f"faults {doc['faults']} {doc['kinds']}  violations {doc['violations']}  "
+             f"tiebreaks {doc['tiebreaks']}  "
              f"max_converge_s {doc['max_converge_s']}  lost_confirmed_txs "
              f"{doc['lost_confirmed_txs']}  duration {doc['duration_s']} s",
              f"final {doc['final']}  loads {doc['loads']}"]

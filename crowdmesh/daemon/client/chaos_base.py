@@ -57,6 +57,7 @@ class ChaosRun:
     fees: dict[str, int] = field(default_factory=dict)  # txid → fee of every tx a load sent
     sent_to: dict[str, int] = field(default_factory=dict)  # txid → node it was submitted to
     fault_index: int = 0
+    tiebreaks: int = 0  # blocks generated to break a stalled equal-work tie (chaos_checks)
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -1,7 +1,11 @@
 """The chaos harness's invariants, checked after every fault and at the end.
 
 - ``converge``: every running node reports one head within ``bound`` seconds of the heal
-  (the seconds are recorded), then every mempool drains (the load is paused meanwhile).
+  (the seconds are recorded), then every mempool drains (the load is paused meanwhile). Heads
+  that differ at equal total work are a tie that only the next block breaks (fork choice keeps
+  the first seen, as Bitcoin does); with the load paused none would come, so after
+  :data:`TIE_STALL_S` of an unchanged tie one block is generated on a node holding the most
+  common head (counted as a ``tiebreak``). Different work that does not resolve is a violation.
 - ``supply``: Σ balances of every account the load touches (users and miners) equals the
   genesis allocation + Σ block rewards − Σ burned fee parts of the main chain
   (``chain/rules.py``: supply), read at one head that did not move during the reads.
@@ -35,6 +39,7 @@ from crowdmesh.daemon.client.rpc import RpcCallError
 __all__ = ["ChainTracker", "check_tracebacks", "wait_converged", "wait_drained"]
 
 POLL_S: Final = 0.2
+TIE_STALL_S: Final = 10.0
 STABLE_READS: Final = 5
 SAMPLE_TXS: Final = 10
 
@@ -45,12 +50,24 @@ async def _heads(nodes: list[NodeHandle]) -> list[Any]:
 
 async def wait_converged(run: ChaosRun, bound: float) -> float | None:
     """Seconds until every running node shares one head, or None (a ``converge`` violation)
-    if that takes over ``bound``."""
+    if that takes over ``bound``; breaks a stalled equal-work tie (see the module docstring)."""
     started = time.monotonic()
+    last: tuple[str, ...] = ()
+    since = started
     with trio.move_on_after(bound):
-        while len(set(await _heads(run.available()))) != 1:
+        while True:
+            nodes = run.available()
+            status = [await n.rpc("status") for n in nodes]
+            heads = tuple(str(s["head"]) for s in status)
+            if len(set(heads)) == 1:
+                return round(time.monotonic() - started, 2)
+            if heads != last:
+                last, since = heads, time.monotonic()
+            elif (len({s["total_work"] for s in status}) == 1
+                  and time.monotonic() - since >= TIE_STALL_S):
+                await _break_tie(run, nodes, heads)
+                since = time.monotonic()
             await trio.sleep(POLL_S)
-        return round(time.monotonic() - started, 2)
     tips = await run.net.tips(run.available())
     run.violate("converge", f"no common head within {bound} s: {tips}")
     return None
@@ -69,6 +86,13 @@ async def wait_drained(run: ChaosRun, bound: float) -> bool:
                                                   strict=True)]
     run.violate("converge", f"mempools not drained within {bound} s: {sizes}")
     return False
+
+
+async def _break_tie(run: ChaosRun, nodes: list[NodeHandle], heads: tuple[str, ...]) -> None:
+    common = max(set(heads), key=heads.count)
+    miner = next(n for n, h in zip(nodes, heads, strict=True) if h == common)
+    await miner.rpc("generate", [1])
+    run.tiebreaks += 1
 
 
 def check_tracebacks(run: ChaosRun, offsets: dict[int, int]) -> None:
@@ -115,9 +139,16 @@ class ChainTracker:
                         f"{sorted(lost)[:5]}")
         await self._extend(run, node, height)
         await self._sample(run)
-        await self._supply(run, node)
+        height = await self._supply(run, node)
         self.checkpoint = height
         self.confirmed_total = sum(len(t) for t in self.txids)
+        return height
+
+    async def refresh(self, run: ChaosRun, node: NodeHandle) -> int:
+        """Follow ``node``'s main chain to its head (no checks); return the height."""
+        height = int((await node.rpc("head"))["height"])
+        await self._rewind(node, height)
+        await self._extend(run, node, height)
         return height
 
     async def _rewind(self, node: NodeHandle, height: int) -> list[str]:
@@ -161,16 +192,17 @@ class ChainTracker:
                 if status != "confirmed":
                     run.violate("confirmed", f"node{node.index}: tx {txid} is {status}")
 
-    async def _supply(self, run: ChaosRun, node: NodeHandle) -> None:
+    async def _supply(self, run: ChaosRun, node: NodeHandle) -> int:
+        """Check the supply at one head (following the chain if a late block moves it)."""
         for _ in range(STABLE_READS):
             head = await node.rpc("head")
             balances = [await node.rpc("balance", [a]) for a in self.accounts]
             if (await node.rpc("head"))["hash"] == head["hash"] == self.hashes[-1]:
                 break
-            await trio.sleep(POLL_S)
+            await self.refresh(run, node)
         else:
             run.violate("supply", "the head kept moving; supply not checked")
-            return
+            return len(self.hashes) - 1
         height = int(head["height"])
         minted = sum(self.genesis.reward(h) for h in range(1, height + 1))
         alloc = sum(amount for _, amount in self.genesis.alloc)
@@ -179,3 +211,4 @@ class ChainTracker:
         if total != expected:
             run.violate("supply", f"height {height}: Σ balances {total} != alloc {alloc} + "
                         f"rewards {minted} - burned {sum(self.burned)} = {expected}")
+        return height

@@ -18,10 +18,15 @@ from typing import Final
 
 import trio
 
+from crowdmesh.chain.rules import MAX_FUTURE_SECONDS
 from crowdmesh.daemon.api import JsonObj
 from crowdmesh.daemon.client.chaos_base import ChaosRun, Fault
 from crowdmesh.daemon.client.harness import NodeHandle
-from crowdmesh.daemon.clock import CLOCK_SKEW_ENV, MAX_CLOCK_SKEW_S
+
+# why restated, not imported: the client may not import server modules (daemon/clock.py holds
+# the same two values; tests/unit/daemon/test_peer_faults.py checks they agree)
+CLOCK_SKEW_ENV: Final = "CROWDMESH_CLOCK_SKEW_S"
+MAX_CLOCK_SKEW_S: Final = MAX_FUTURE_SECONDS // 2
 
 __all__ = ["FAULTS", "ClockSkew", "Freeze", "KillRestart", "Split"]
 

@@ -1,5 +1,5 @@
-"""``make demo-transfer``: ``python -m crowdmesh.daemon.client.cli_demo_testnet [-n 5] [--transfers 40]
-[--seed 1] [--keep]``, the arguments of the 5-daemon testnet demo.
+"""``make demo-transfer``: ``python -m crowdmesh.daemon.client.cli_demo_testnet [-n 5]
+[--transfers 40] [--seed 1] [--keep]``, the arguments of the 5-daemon testnet demo.
 
 Rule: only the arguments are parsed here; the demo is
 :func:`crowdmesh.daemon.client.demo_testnet.run_demo_in_tmp`. Exit 0 when every node agreed

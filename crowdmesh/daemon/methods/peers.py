@@ -9,9 +9,8 @@ uses both for split/join. ``setnetworkactive`` turns the node's networking off a
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
-from crowdmesh.daemon.api import JsonObj, Services
 from crowdmesh.daemon.methods import (
     INVALID_PARAMS,
     Method,
@@ -20,16 +19,8 @@ from crowdmesh.daemon.methods import (
     param_str,
 )
 
-__all__ = ["METHODS", "NetworkSwitch", "param_bool"]
+__all__ = ["METHODS", "param_bool"]
 
-METHOD_NOT_FOUND: Final = -32601
-
-
-@runtime_checkable
-class NetworkSwitch(Protocol):
-    """The part of the peer service that turns networking off and on."""
-
-    async def set_network_active(self, active: bool) -> JsonObj: ...
 
 
 def param_bool(v: Any, name: str) -> bool:
@@ -39,11 +30,6 @@ def param_bool(v: Any, name: str) -> bool:
     return v
 
 
-async def _set_network_active(s: Services, args: list[Any]) -> JsonObj:
-    # why the check: PeerService (api.py) does not declare set_network_active yet
-    if not isinstance(s.peers, NetworkSwitch):
-        raise RpcError(METHOD_NOT_FOUND, "this node cannot switch its networking")
-    return await s.peers.set_network_active(args[0])
 
 
 METHODS: Final[MethodTable] = {
@@ -52,6 +38,7 @@ METHODS: Final[MethodTable] = {
                       doc="dial a peer multiaddr once"),
     "disconnect": Method((("peer", param_str),), lambda s, a: s.peers.disconnect_peer(a[0]),
                          doc="drop a peer's connections"),
-    "setnetworkactive": Method((("active", param_bool),), _set_network_active,
+    "setnetworkactive": Method((("active", param_bool),),
+                               lambda s, a: s.peers.set_network_active(a[0]),
                                doc="turn networking off (drop and refuse peers) or on"),
 }

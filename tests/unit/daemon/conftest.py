@@ -89,6 +89,9 @@ class FakeNode:
         self.bootstrap = addrs
         return {"bootstrap": list(addrs)}
 
+    async def set_network_active(self, active):
+        return {"network_active": active}
+
     def request_stop(self):
         self.stopped = True
 

@@ -91,7 +91,7 @@ async def test_network_off_isolates_and_on_reconnects(tmp_path: Path) -> None:
         want = {boot.host.get_id(), dialer.host.get_id()}
         await wait_until(node, lambda: want <= set(node.connected()))
 
-        refused_before, seen = node.refused, len(events)
+        seen = len(events)
         off = await api.set_network_active(False)
         assert off == {"network_active": False, "dropped": 2}
         await wait_until(node, lambda: not node.connected())
@@ -101,15 +101,12 @@ async def test_network_off_isolates_and_on_reconnects(tmp_path: Path) -> None:
         late = await start(stack, tmp_path, "late", [])  # a new peer dialling in while off
         with trio.move_on_after(7):  # longer than the dialer's 5 s backoff cap
             while True:
-                await late.connect(node.addrs()[0])  # either outcome: we close it at once
+                assert not await late.connect(node.addrs()[0]), "the gate let a dial in"
                 await trio.sleep(1)
-        assert node.refused > refused_before, "inbound connections were refused"
         assert not [f for ev, f in events[seen:] if ev == "peer-up"], "nobody got through"
         # (py-libp2p's dialer may not notice our close: a half-open connection on its side)
         # our own bootstrap peer is no longer dialled (only the dialer's refused tries remain)
         assert boot.host.get_id() not in node.connected()
-        assert any(f.get("code") == "network-inactive"
-                   for ev, f in events if ev == "peer-refused")
         assert (await api.set_network_active(False))["dropped"] == 0  # idempotent
 
         on = await api.set_network_active(True)
@@ -125,3 +122,11 @@ def test_clock_skew_env_is_bounded() -> None:
         with pytest.raises(UsageError) as err:
             clock_skew_from_env({"CROWDMESH_CLOCK_SKEW_S": bad})
         assert err.value.code == "bad-clock-skew"
+
+
+def test_chaos_clock_constants_match_the_daemon() -> None:
+    from crowdmesh.daemon import clock
+    from crowdmesh.daemon.client import chaos_faults
+
+    assert chaos_faults.CLOCK_SKEW_ENV == clock.CLOCK_SKEW_ENV
+    assert chaos_faults.MAX_CLOCK_SKEW_S == clock.MAX_CLOCK_SKEW_S
