@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 import os
 import re
@@ -255,20 +256,31 @@ WDBC_FEATURES = tuple(
 )
 
 
+def _sklearn_wdbc_csv() -> Path:
+    # why not ``import sklearn``: it loads ~150 extension modules, and a daemon that did so took
+    # seconds longer to exit under load; find_spec locates the package without running it
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DecodeError("bad-dataset", "scikit-learn (the built-in dataset) is not installed")
+    return Path(spec.origin).parent / "datasets" / "data" / "breast_cancer.csv"
+
+
 def load_default() -> Dataset:
     """scikit-learn's bundled Breast Cancer Wisconsin (Diagnostic) data: 569 rows, 30 features.
 
+    Read from the CSV file scikit-learn ships (header ``569,30,malignant,benign``; columns in
+    the order of :data:`WDBC_FEATURES`; last column 0 = malignant), without importing it.
     Labels: malignant → 1, benign → 0 (scikit-learn uses the reverse). Features are scaled by
     :data:`WDBC_FEATURES`: fixed spec constants (0 to a round cap), not statistics of the rows,
     so no held-out row shapes the scaling. Raises ``DecodeError('bad-dataset-features')`` if the
-    installed scikit-learn names its columns differently.
+    installed file has another shape.
     """
-    from sklearn.datasets import load_breast_cancer  # deferred: only demos need scikit-learn
-
-    bunch = load_breast_cancer()
-    names = [str(n) for n in bunch.feature_names]
-    if names != [f.name for f in WDBC_FEATURES]:
-        raise DecodeError("bad-dataset-features", f"unexpected columns {names}")
-    y = (1 - np.asarray(bunch.target)).astype(np.int64)
-    raw = np.asarray(bunch.data, dtype=np.float64)
-    return Dataset("breast_cancer_sklearn", raw, y, WDBC_FEATURES)
+    lines = _sklearn_wdbc_csv().read_text(encoding="ascii").splitlines()
+    if not lines or lines[0].split(",")[:2] != ["569", "30"]:
+        raise DecodeError("bad-dataset-features", "unexpected breast_cancer.csv header")
+    table = np.array([[float(v) for v in line.split(",")] for line in lines[1:] if line],
+                     dtype=np.float64)
+    if table.shape != (569, len(WDBC_FEATURES) + 1):
+        raise DecodeError("bad-dataset-features", f"unexpected shape {table.shape}")
+    y = (1 - table[:, -1]).astype(np.int64)
+    return Dataset("breast_cancer_sklearn", table[:, :-1], y, WDBC_FEATURES)

@@ -40,6 +40,8 @@ from crowdmesh.chain.contracts.crowdsfl import (
     task_workers,
 )
 from crowdmesh.chain.contracts.crowdsfl.records import read_list, round_key
+from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
+from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.errors import ValidationError
 from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import Effect, LogEvent, ScheduleAt, StoreDelete, StorePut, SubmitCall
@@ -62,6 +64,7 @@ __all__ = [
     "Settings",
     "TaskState",
     "ask",
+    "beacon",
     "block_keys",
     "call_rejected",
     "chain_of",
@@ -216,6 +219,29 @@ def ask(state: TaskState, step: str, effects: list[Effect]) -> Result:
     return replace(state, asked=state.asked | {step}), effects
 
 
+def beacon(state: TaskState, role_name: str, deadline: int, ctx: RoleContext) -> Result:
+    """Make sure a block past ``deadline`` (block time) will come while we wait on it.
+
+    Why: with on-demand mining a block comes only with a transaction, and a step that waits
+    for a deadline (a worker who never submits, too few joiners, a stalled party) waits for a
+    block past it. So: a wake-up once the deadline passed on our clock, and then, if the head
+    is still not past it, one no-op call (a self-transfer of 1) that brings that block. Asked
+    once per deadline (stable call id); nothing once the head is past the deadline.
+    """
+    if head_time(ctx) > deadline:
+        return state, []
+    if ctx.now <= deadline:
+        wake = ScheduleAt(deadline + 1, SflTaskSeen(role_name, state.task_id.hex()))
+        return ask(state, f"wake{deadline}", [wake])
+    me = ctx.identity.account
+    if not me:
+        return state, []
+    call = SubmitCall(f"beacon{deadline}/tick", TRANSFER, transfer_payload(me, 1))
+    return ask(state, f"beacon{deadline}", [call, log("sfl-deadline-beacon",
+                                                      task=state.task_id.hex(),
+                                                      deadline=deadline)])
+
+
 def step_of(ident: str) -> str:
     """The step a job id or call id belongs to (``r0-train/submit`` → ``r0-train``)."""
     return ident.split("/", 1)[0]
@@ -302,6 +328,8 @@ def task_seen(state: TaskState | None, event: Event, ctx: RoleContext,
     task_id = task_of(event.instance)
     if task_id is None:
         return state, []
+    if state is None and ctx.store.get(TASKS + task_id) is None:
+        return None, []  # a late wake-up (``beacon``) for a task that has ended here
     return reconcile(state or TaskState(task_id), ctx, table)
 
 

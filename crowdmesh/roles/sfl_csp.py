@@ -15,6 +15,9 @@ Invariants:
   the ``select_m`` best scores among the models at or above ``min_accuracy_bps`` and not
   flagged. Only the selected ids and a salted commitment to the table go on chain; the table
   and salt stay in the store (``s/‖task‖round``) to open on demand.
+- While it waits for the round's deadline (someone has not submitted) it makes sure a block past
+  it comes (``_sfl.beacon``: a wake-up at the deadline, then one no-op call if the head is still
+  older): with on-demand mining nothing else would bring that block, and the round would hang.
 - Settlement: worker k gets ``pool · w_k // Σ w`` with w_k = n_k · Σ (scores of the rounds k
   was selected in); a worker that missed a deadline or was flagged in any round gets 0, and a
   flagged one is flagged in the split (its deposit is burned by the contract).
@@ -83,7 +86,7 @@ def _submitters(chain: Chain) -> list[bytes]:
 def _blind(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
     r, status = chain.status.round, chain.status
     if status.submitted < len(chain.active()) and head_time(ctx) <= status.window_end:
-        return state, []
+        return _sfl.beacon(state, ROLE_NAME, status.window_end, ctx)  # a worker may never submit
     s = _sfl.settings(ctx)
     if s is None:
         return state, [log("sfl-not-configured", task=state.task_id.hex(), role=ROLE_NAME)]

@@ -18,6 +18,8 @@ Invariants:
   model; after the last round the aggregate is posted as the final model (round t).
 - When the party the phase waits for is the CSP, or joining failed, and a block past the
   deadline is on chain, it sends ``sfl-timeout``: the task aborts and every coin is refunded.
+  While it waits on such a deadline (joining not full, the CSP's step) it makes sure a block
+  past it comes (``_sfl.beacon``), which on-demand mining would not mine by itself.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ _CREATE = "create-"
 def _timeout(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
     """Abort once the CSP is late (block time past ``stall_at``)."""
     if head_time(ctx) <= chain.status.stall_at:
-        return state, []
+        return _sfl.beacon(state, ROLE_NAME, chain.status.stall_at, ctx)
     call = SubmitCall("timeout", KIND_TIMEOUT, timeout_payload(state.task_id))
     return ask(state, "timeout", [call, log("sfl-timing-out", task=state.task_id.hex(),
                                             phase=chain.status.phase.name.lower())])
@@ -90,7 +92,9 @@ def _start(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
         call = SubmitCall("timeout", KIND_TIMEOUT, timeout_payload(state.task_id))
         return ask(state, "timeout", [call])
     s = _sfl.settings(ctx)
-    if joined < spec.min_workers or not (closed or joined == spec.max_workers) or s is None:
+    if not closed and joined < spec.max_workers:  # joining may close with too few, or not full
+        return _sfl.beacon(state, ROLE_NAME, chain.status.window_end, ctx)
+    if joined < spec.min_workers or s is None:
         return state, []
     seed = derive_seed(s, "init", state.task_id, 0)
     return ask(state, "r0-model", [RunJob("r0-model", init_job, (chain.spec_bytes, seed))])

@@ -91,6 +91,32 @@ async def _settled(node: NodeHandle, task: str) -> dict:
     return await node.rpc("task_show", [task])
 
 
+async def _quiet(net: Testnet, task: str) -> None:
+    """Wait until nothing more will land: the final model is on chain (the requester posts it
+    after the last selection, often a block AFTER settlement), no node holds a call that is not
+    yet in a block, every mempool is empty and all nodes share one head. Reading balances or
+    the supply while such a block is still spreading compares different heads."""
+    req = net.nodes[REQ]
+
+    async def final_model() -> bool:
+        shown = await req.rpc("task_show", [task])
+        return any(r["round"] == shown["rounds"] and "model" in r for r in shown["history"])
+
+    await wait_until(final_model, 30, f"task {task[:12]} final model posted", poll=0.5)
+
+    async def settled_down() -> bool:
+        for node in net.nodes:
+            calls = (await node.rpc("account"))["calls"]
+            if any(c["included_in"] is None for c in calls):
+                return False
+        if await net.sync_mempools():
+            return False
+        head = (await net.sync_blocks())["hash"]
+        return not await net.sync_mempools() and (await req.rpc("head"))["hash"] == head
+
+    await wait_until(settled_down, 60, "no call in flight, empty mempools, one head", poll=0.5)
+
+
 async def _events(node: NodeHandle, name: str) -> list[list]:
     out = []
     height = int((await node.rpc("head"))["height"])
@@ -120,7 +146,7 @@ async def _check_settled(net: Testnet, task: str, shown: dict) -> None:
     assert shown["phase"] == "settled", shown
     assert shown["escrow"] == 0 and len(shown["workers"]) == 3
     assert [r["round"] for r in shown["history"] if "selected" in r] == [0, 1]
-    await net.sync_blocks()
+    await _quiet(net, task)
     paid = await _events(net.nodes[REQ], "sfl-paid")
     workers = {(await net.nodes[i].rpc("account"))["account"] for i in WORKERS}
     assert {p[1] for p in paid} == workers and all(int(p[2]) > 0 for p in paid), paid

@@ -138,3 +138,23 @@ def test_a_free_rider_and_a_label_flipper_are_excluded_and_accuracy_is_kept(net)
     final = model_from_bytes(model_spec(spec), chain_model(net, task, spec.rounds))
     (x_held, y_held), _ = split_default(4)
     assert accuracy(final, x_held, y_held) > 0.85
+
+
+def test_a_missing_submission_brings_its_own_block_past_the_deadline(net):
+    """On-demand mining mines only with a transaction: when a worker never submits, the CSP
+    itself asks for the block past T_wait (a no-op call), so the round closes without it."""
+    _, _, workers, task, _ = setup(net)
+    workers[2].alive = False  # joined, never trains
+    net.run_until(task, {Phase.TRAINING})
+    for _ in range(5):
+        net.mine()
+    status = net.phase(task)
+    assert status.phase == Phase.TRAINING and status.submitted == 2
+    assert not net.ledger.mempool.select()  # nothing left that would bring a block
+    net.clock = status.window_end + 1
+    net.settle()  # the CSP's wake-up at the deadline: only the clock moved
+    pooled = net.ledger.mempool.select()
+    assert [(tx.sender, tx.kind) for tx in pooled] == [(CSP.public, "transfer")]
+    net.run_until(task, DONE)
+    assert net.phase(task).phase == Phase.SETTLED
+    assert paid(net)[WORKERS[2].public][0] == 0 and len(events_named(net, "sfl-worker-missed")) == 1

@@ -164,3 +164,23 @@ def test_default_dataset_scaling_uses_no_row_statistic():
     for f in ds.features[:10]:
         worst = ds.features[names.index(f.name.replace("mean ", "worst "))]
         assert worst.high == f.high
+
+
+def test_load_default_equals_sklearn_loader_without_importing_sklearn() -> None:
+    """Read straight from the CSV scikit-learn ships: the same rows and (flipped) labels as its
+    loader, and no scikit-learn import, so a daemon holding the data exits quickly."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_breast_cancer
+
+    ds = load_default()
+    bunch = load_breast_cancer()
+    assert np.array_equal(ds.raw, bunch.data)
+    assert np.array_equal(ds.y, 1 - bunch.target)
+    assert [f.name for f in ds.features] == [str(n) for n in bunch.feature_names]
+    probe = ("import sys; from crowdmesh.fl.datasets import load_default; load_default(); "
+             "print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "False"
