@@ -65,9 +65,25 @@ def format_kv(fields: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={_quote(v)}" for k, v in fields.items())
 
 
+_TRACEBACK_MARK: Final = "\nTraceback (most recent call last):"
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; a library's inlined traceback is cut below debug level.
+
+    why: py-libp2p formats tracebacks into warning messages for routine events (a connection
+    cancelled while the node shuts down); an operator reads one line, a debug log keeps all.
+    """
+    text = record.getMessage()
+    cut = text.find(_TRACEBACK_MARK)
+    if cut < 0 or not _is_library(record.name) or logging.getLogger(_ROOT).level <= logging.DEBUG:
+        return text
+    return text[:cut] + " (traceback at log level debug)"
+
+
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "level": record.levelname.lower(), "logger": record.name, "event": record.getMessage(),
+        "level": record.levelname.lower(), "logger": record.name, "event": _message(record),
     }
     fields.update(getattr(record, _FIELDS_ATTR, {}) or {})
     if record.exc_info and record.exc_info[1] is not None:

@@ -111,3 +111,20 @@ def test_library_warnings_become_structured_lines(restore_logging):
         out.getvalue().splitlines()[0].split(" ", 1)[0]
         + ' level=error logger=libp2p.transport.tcp event="Failed to open TCP stream: refused"'
     ]
+
+
+def test_library_inlined_tracebacks_are_cut_unless_debug(restore_logging):
+    """py-libp2p writes whole tracebacks into warning messages for routine shutdown events."""
+    lib = logging.getLogger("libp2p.network.swarm")
+    text = "[ADDCONN_FAIL] add_conn failed: Cancelled\nTraceback (most recent call last):\n  x"
+    out = io.StringIO()
+    setup_logging("info", None, stream=out, env={})
+    lib.warning(text)
+    logging.getLogger("crowdmesh.node").warning(text)  # ours are never cut
+    lines = out.getvalue().splitlines()
+    assert "Traceback" not in lines[0] and "add_conn failed: Cancelled" in lines[0]
+    assert "Traceback" in lines[1]
+    out = io.StringIO()
+    setup_logging("debug", None, stream=out, env={})
+    lib.warning(text)
+    assert "Traceback" in out.getvalue()
