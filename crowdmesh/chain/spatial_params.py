@@ -6,6 +6,8 @@ Invariants:
   one report type, an H3 resolution 0..15.
 - Integers only: distances in metres, windows in seconds (block time), α in per mille, rewards
   in base units; the pair-cap window in blocks.
+- ``pair_cap`` left out of the constructor is :func:`default_pair_cap` of K, resolved at
+  construction: a genesis (its JSON, its hash) always carries the absolute number.
 - ``to_obj``/``from_obj`` give the JSON form (an object with exactly the field names);
   :meth:`SpatialParams.encode` is the canonical form the genesis hash commits to.
 """
@@ -18,11 +20,28 @@ from typing import Any
 from crowdmesh.chain.codec import U64_MAX, pack
 from crowdmesh.errors import DecodeError
 
-__all__ = ["DEFAULT_REPORT_TYPES", "DEFAULT_SPATIAL", "SpatialParams"]
+__all__ = ["DEFAULT_REPORT_TYPES", "DEFAULT_SPATIAL", "SpatialParams", "default_pair_cap"]
 
 DEFAULT_REPORT_TYPES = ("accident", "fire", "flood", "power-outage", "road-block")
 _MAX_TYPES = 64
 _MAX_TYPE_LEN = 32
+_PAIR_CAP_AT_K3 = 4
+_AUTO = -1  # pair_cap not given: derived from K in __post_init__
+
+
+def default_pair_cap(k: int) -> int:
+    """The default pair cap for committees of ``k``: 4 at K = 3, scaled by the number of pairs
+    a committee holds, ⌈4 · K(K-1)/6⌉ (4, 14, 28, 48 for K = 3, 5, 7, 9).
+
+    Why scaled: the lottery puts a given pair of nearby workers into a committee with
+    probability K(K-1)/(n(n-1)) (n eligible workers), so honest co-service grows with K(K-1);
+    a fixed cap of 3 refused 39 / 67 / 80 % of honest tallies at K = 5 / 7 / 9 in
+    bench/spatial_eval.py (every report of the city inside one window, ≈ 15 eligible workers
+    per report); with this default it refused 5 of 3,000 there at K = 3 and none at K ≥ 5.
+    What it costs (SPATIAL.md §5 A2): a gang of m = ⌊K/2⌋ + 1 colluders that always lands in
+    the committee together (a sparse area) still confirms at most this many reports per window.
+    """
+    return -(-_PAIR_CAP_AT_K3 * k * (k - 1) // 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +54,8 @@ class SpatialParams:
         committee_k: K, workers per report (odd, ≥ 3).
         commit_window_s, reveal_window_s: T_c and T_r, in block time after the beacon block.
         dup_distance_m, dup_window_s: d_dup and T_dup, the duplicate-report rule.
-        pair_cap, pair_window_blocks: two workers together in at most P tallies per W blocks.
+        pair_cap, pair_window_blocks: two workers together in at most P tallies per W blocks
+            (P defaults to :func:`default_pair_cap` of K).
         base_reward: B, in base units per confirmed report.
         alpha_r_permille, alpha_w_permille: α_r and α_w in per mille (0 < α_w < α_r < 1000).
         d0_m: D0, the diversity factor's scale distance.
@@ -51,7 +71,7 @@ class SpatialParams:
     reveal_window_s: int = 300
     dup_distance_m: int = 50
     dup_window_s: int = 3600
-    pair_cap: int = 3
+    pair_cap: int = _AUTO
     pair_window_blocks: int = 1000
     base_reward: int = 100_000
     alpha_r_permille: int = 600
@@ -62,6 +82,8 @@ class SpatialParams:
     h3_rings: int = 2
 
     def __post_init__(self) -> None:
+        if self.pair_cap == _AUTO and type(self.committee_k) is int:
+            object.__setattr__(self, "pair_cap", default_pair_cap(self.committee_k))
         problems = [f"spatial.{n}" for n in _INT_FIELDS if not 0 <= getattr(self, n) <= U64_MAX]
         if self.committee_k < 3 or self.committee_k % 2 == 0:
             problems.append("spatial.committee_k (odd, >= 3)")
@@ -104,6 +126,8 @@ class SpatialParams:
             raise DecodeError("bad-genesis", "spatial wants exactly " + ", ".join(sorted(names)))
         if any(type(obj[n]) is not int for n in _INT_FIELDS):
             raise DecodeError("bad-genesis", "spatial parameters are integers")
+        if obj["pair_cap"] == _AUTO:  # a file carries the number, never the constructor's marker
+            raise DecodeError("bad-genesis", "spatial.pair_cap")
         types = obj["report_types"]
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise DecodeError("bad-genesis", "spatial.report_types is a list of names")

@@ -12,10 +12,16 @@ Invariants:
   block instead of one block each, and nodes that all mine rarely start at the same instant
   (fewer equal-height forks).
 - A tie (a peer's tip with our head's work) makes a mining node (mode not ``off``) mine one
-  more block iff our head's hash is the lower one: with "first seen wins" fork choice and
-  mining that stops when the mempool is empty, nodes would otherwise stay on equal-work forks
-  forever, and if every side mined, fast blocks would tie again and again (a livelock). The
-  hash order is the same on every node, so exactly one side extends and the others follow.
+  more block iff our head's hash is the lowest of every equal-work tip it has seen at that
+  height (``rival`` keeps the lowest other one; it is cleared with each new head). With "first
+  seen wins" fork choice and mining that stops when the mempool is empty, nodes would otherwise
+  stay on equal-work forks forever. Comparing only with the tip just seen is not enough: with
+  three tips A < B < C the holder of B, hearing C, would extend too, and two new blocks tie
+  again (a livelock with three or more on-demand miners). So a lower rival arriving later
+  withdraws a pending tie-break (``tie_break``), and the tie-break waits the on-demand gather
+  time first, which gives the lower tips time to arrive. The hash order is the same on every
+  node, so once the tips have spread exactly one side extends and the others follow. Fork
+  choice itself is unchanged.
 - A search that stops by itself (:class:`MiningStopped` on the parent we mine on) clears
   ``mining_on``, and if mining is still wanted the miner asks for a :class:`MiningRetryDue`
   after :data:`RETRY_S` seconds (``ScheduleAt``) and then mines on the head again: generate and
@@ -78,6 +84,8 @@ class MinerState:
     mempool_size: int = 0
     mining_on: bytes | None = None
     salt: bytes = b""
+    rival: bytes | None = None  # the lowest equal-work tip seen at our head's height
+    tie_break: bool = False  # mine one block: our head is the lowest tip of a tie
 
 
 Result = tuple[MinerState, list[Effect]]
@@ -96,7 +104,8 @@ _MODE_WANTS: dict[str, tuple[bool, bool]] = {
 
 def wants_to_mine(state: MinerState) -> bool:
     """True iff the miner should be searching for a block now."""
-    return state.generate_left > 0 or _MODE_WANTS[state.mode][state.mempool_size > 0]
+    return (state.generate_left > 0 or (state.tie_break and state.mode != "off")
+            or _MODE_WANTS[state.mode][state.mempool_size > 0])
 
 
 def _gather_ms(state: MinerState) -> int:
@@ -125,7 +134,8 @@ def _expect(event: Event, cls: type[_E]) -> _E:
 def handle_head_changed(state: MinerState, event: Event, ctx: RoleContext) -> Result:
     """A new tip: mine on it if mining."""
     ev = _expect(event, HeadChanged)
-    return _reconcile(replace(state, head=ev.head, height=ev.height))
+    return _reconcile(replace(state, head=ev.head, height=ev.height, rival=None,
+                              tie_break=False))
 
 
 def handle_mempool_changed(state: MinerState, event: Event, ctx: RoleContext) -> Result:
@@ -149,15 +159,18 @@ def handle_generate_requested(state: MinerState, event: Event, ctx: RoleContext)
 def handle_block_mined(state: MinerState, event: Event, ctx: RoleContext) -> Result:
     """One of ours was accepted: one fewer to generate."""
     _expect(event, BlockMined)
-    return _reconcile(replace(state, generate_left=max(0, state.generate_left - 1)))
+    return _reconcile(replace(state, generate_left=max(0, state.generate_left - 1),
+                              tie_break=False))
 
 
 def handle_competing_tip_seen(state: MinerState, event: Event, ctx: RoleContext) -> Result:
-    """Break an equal-work fork by mining one more block (unless mining is off)."""
+    """Break an equal-work fork: mine one more block iff our head is the lowest tip seen."""
     ev = _expect(event, CompetingTipSeen)
-    if state.mode == "off" or ev.height < state.height or state.head >= ev.tip:
+    if ev.height < state.height or ev.tip == state.head:
         return state, []
-    return _reconcile(replace(state, generate_left=max(state.generate_left, 1)))
+    rival = ev.tip if state.rival is None else min(state.rival, ev.tip)
+    tie_break = state.mode != "off" and state.head < rival
+    return _reconcile(replace(state, rival=rival, tie_break=tie_break))
 
 
 def handle_mining_stopped(state: MinerState, event: Event, ctx: RoleContext) -> Result:

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.rules import burned_fee
 from crowdmesh.chain.spatial_params import SpatialParams
 from crowdmesh.daemon.client.harness import NodeHandle, Testnet
 from crowdmesh.daemon.client.rpc import RpcCallError
@@ -59,6 +60,31 @@ async def _decided(node: NodeHandle, rid: str) -> dict:
     return await node.rpc("report_show", [rid])
 
 
+async def assert_supply_rpc(net: Testnet, node: NodeHandle) -> None:
+    """Over RPC, after ``net.sync_blocks()``: Σ balances of every account that can hold funds
+    (the genesis allocations and the nodes' accounts, which also take the block rewards) ==
+    genesis + block rewards + the spatial rewards in the tallies' receipts − burned fees."""
+    genesis = Genesis.from_json((net.root / "genesis.json").read_text())
+    accounts = {a.hex() for a, _ in genesis.alloc}
+    accounts |= {(await n.rpc("account"))["account"] for n in net.nodes}
+    height = int((await node.rpc("head"))["height"])
+    minted = burned = spatial = 0
+    for h in range(1, height + 1):
+        minted += genesis.reward(h)
+        for txid in (await node.rpc("block", [h]))["txids"]:
+            tx = await node.rpc("tx", [txid])
+            burned += burned_fee(int(tx["fee"]), genesis)
+            spatial += sum(int(e["fields"][1]) for e in tx.get("events", [])
+                           if e["name"] == "spatial-reward")
+    total = 0
+    for account in accounts:
+        total += int((await node.rpc("balance", [account]))["balance"])
+    expected = genesis.alloc_total() + minted + spatial - burned
+    assert total == expected, (total, genesis.alloc_total(), minted, spatial, burned)
+    log.info("supply %s = genesis + %s block rewards + %s spatial rewards - %s burned",
+             total, minted, spatial, burned)
+
+
 async def test_a_report_is_confirmed_by_nearby_workers_and_rewarded_on_every_node(
         tmp_path: Path) -> None:
     roles = [["miner", "spatial-requester"]] + [["spatial-worker"]] * 5
@@ -88,6 +114,8 @@ async def test_a_report_is_confirmed_by_nearby_workers_and_rewarded_on_every_nod
         await requester.wait_for_log(["spatial-duplicate"], timeout=60)
         with pytest.raises(RpcCallError, match="report-not-found"):
             await requester.rpc("report_show", [again])  # never on chain, dropped locally
+        await net.sync_blocks()
+        await assert_supply_rpc(net, net.nodes[1])
 
 
 async def test_a_false_report_is_rejected_even_across_a_requester_crash(tmp_path: Path) -> None:
@@ -109,3 +137,34 @@ async def test_a_false_report_is_rejected_even_across_a_requester_crash(tmp_path
         assert shown["status"] == "rejected" and "lat_e6" not in shown, shown
         account = (await requester.rpc("account"))["account"]
         assert (await requester.rpc("rewards", [account]))["requester"] == 0
+        await net.sync_blocks()
+        await assert_supply_rpc(net, net.nodes[1])
+
+
+async def test_a_worker_outside_r_is_never_asked_and_one_inside_is(tmp_path: Path) -> None:
+    """Both workers leave the vote to their operator: the one 250 m away gets the report in
+    ``report pending`` and can commit; the one 11 km away (same mesh, same gossip) never holds
+    it, so its operator is never asked and it cannot commit."""
+    roles = [["miner", "spatial-requester"], ["spatial-worker"], ["spatial-worker"]]
+    async with running_testnet(n=3, topology="mesh", mining_mode="on-demand",
+                               start=False) as net:
+        _configure(net, roles, [None, NEAR[0], FAR], ["operator"] * 3)
+        await net.start_all()
+        requester, near, far = net.nodes
+        await net.mine(requester, 3)
+        rid = await _report(requester, "accident", CLT)
+
+        async def near_asked() -> bool:
+            return rid in [r["report_id"] for r in await near.rpc("report_pending")]
+
+        await wait_until(near_asked, 30, "the near worker is asked")
+        assert (await near.rpc("report_vote", [rid, "confirm"]))["vote"] == "confirm"
+        assert not await near_asked()  # voted: it committed and is no longer waiting
+        await trio.sleep(PARAMS.commit_window_s)  # the whole commit window
+        assert await far.rpc("report_pending") == []
+        with pytest.raises(RpcCallError, match="report-not-pending"):
+            await far.rpc("report_vote", [rid, "confirm"])  # it could not commit if it tried
+        assert rid not in far.stderr_text()  # it never held, logged or relayed a vote on it
+        log.info("report %s: near worker asked and committed, far worker never asked", rid[:12])
+        await net.sync_blocks()
+        await assert_supply_rpc(net, near)

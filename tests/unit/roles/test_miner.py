@@ -97,16 +97,46 @@ def test_generate_counts_down_then_stops() -> None:
 
 def test_competing_tip_lower_hash_side_mines_one_more_block() -> None:
     state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(5, H1))
-    assert effects == [MineOn(H0, 6)] and state.generate_left == 1  # no gather: break ties now
+    assert effects == [MineOn(H0, 6, gather(5))] and state.tie_break  # gather: see all tips
     state, effects = run(state, CompetingTipSeen(5, H1))
-    assert effects == [] and state.generate_left == 1  # ties do not pile up
+    assert effects == [] and state.tie_break and state.generate_left == 0  # no pile-up
+    state, effects = run(state, HeadChanged(H1, 6))
+    assert effects == [StopMining()] and not state.tie_break  # the tie is settled
     # the side with the higher hash waits for the other's next block
     state, effects = run(MinerState(H1, 5, "on-demand"), CompetingTipSeen(5, H0))
-    assert effects == [] and state.generate_left == 0
+    assert effects == [] and not wants_to_mine(state)
     state, effects = run(MinerState(H0, 5, "off"), CompetingTipSeen(5, H1))
-    assert effects == [] and state.generate_left == 0
+    assert effects == [] and not wants_to_mine(state)
     state, effects = run(MinerState(H0, 5, "on-demand"), CompetingTipSeen(4, H1))
     assert effects == []
+
+
+TIP_A, TIP_B, TIP_C = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
+
+
+def test_a_lower_rival_seen_later_withdraws_the_tie_break() -> None:
+    """Three equal tips A < B < C: B's holder hears C first (B is lower, so it would extend),
+    then A. Extending B as well as A forks again at the next height: the livelock of three
+    or more on-demand miners. B must stop; only A's holder mines."""
+    state, effects = run(MinerState(TIP_B, 5, "on-demand"), CompetingTipSeen(5, TIP_C))
+    assert effects == [MineOn(TIP_B, 6, gather(5))]
+    state, effects = run(state, CompetingTipSeen(5, TIP_A))
+    assert effects == [StopMining()] and not wants_to_mine(state)
+    state, effects = run(state, CompetingTipSeen(5, TIP_C))
+    assert effects == [] and not wants_to_mine(state)  # A stays the lowest rival
+
+
+@given(st.permutations([TIP_A, TIP_B, TIP_C, b"\x0d" * 32]))
+def test_exactly_one_of_several_tied_miners_extends(tips) -> None:
+    """Every miner holds one tip and hears all the others in any order: exactly the holder of
+    the lowest hash ends up mining (before the fix, every tip lower than some rival did)."""
+    extending = []
+    for own in tips:
+        state = MinerState(own, 5, "on-demand")
+        state, _ = run(state, *(CompetingTipSeen(5, t) for t in tips if t != own))
+        if wants_to_mine(state):
+            extending.append(own)
+    assert extending == [min(tips)]
 
 
 def test_a_search_that_stops_by_itself_is_retried_so_generate_cannot_stall() -> None:
@@ -161,7 +191,7 @@ EVENTS = st.one_of(
     st.builds(MiningModeSet, st.sampled_from(["off", "continuous", "on-demand"])),
     st.builds(GenerateRequested, st.integers(0, 3)),
     st.builds(BlockMined, st.just(H1), st.integers(0, 100)),
-    st.builds(CompetingTipSeen, st.integers(0, 100), st.sampled_from([H0, H1])),
+    st.builds(CompetingTipSeen, st.integers(0, 100), st.sampled_from([H0, H1, b"\x02" * 32])),
     st.builds(MiningStopped, st.sampled_from([H0, H1, b"\x02" * 32])),
 )
 

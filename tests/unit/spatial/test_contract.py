@@ -347,3 +347,15 @@ def test_the_decision_record_and_earnings_are_readable_from_state():
     assert sorted(record[8]) == sorted(k.public for k in WORKERS[:3])
     assert unpack(w.chain.state_get(b"xe" + REQUESTER.public), 128) == [60_000, 0, 1, 0]
     assert unpack(w.chain.state_get(b"xe" + WORKERS[0].public), 128) == [0, 20_000, 0, 1]
+
+
+def test_the_supply_check_sees_this_chain_and_its_spatial_rewards(supply_is_conserved):
+    from tests.unit.spatial.conftest import supply_terms
+
+    w = world()
+    report, beacon = w.report()
+    w.block(confirmed_tally(w, report, beacon), advance=0)
+    assert w.chain in supply_is_conserved  # the autouse fixture checks it after this test
+    terms = supply_terms(w.chain)
+    assert terms["spatial_rewards"] == terms["earned_records"] == 60_000 + 3 * 20_000
+    assert terms["burned"] > 0 and terms["block_rewards"] > 0

@@ -18,6 +18,7 @@ from crowdmesh.chain.contracts.spatial.geo import (
     check_point,
     distance_m,
     ring_bound,
+    sum_distances_m,
 )
 from crowdmesh.errors import ValidationError
 
@@ -156,6 +157,26 @@ def test_distance_to_itself_is_zero(a):
 def test_triangle_inequality_up_to_rounding(a, b, c):
     # each of the three roundings moves a side by at most 0.5 m, hence the slack of 1
     assert distance_m(*a, *c) <= distance_m(*a, *b) + distance_m(*b, *c) + 1
+
+
+near_points = st.tuples(st.integers(35_200_000, 35_260_000),
+                        st.integers(-80_880_000, -80_800_000))
+
+
+@given(points, st.lists(st.one_of(points, near_points), max_size=12), st.data())
+def test_sum_of_distances_is_exactly_the_sum_of_distance_m(a, others, data):
+    """The reward sums' fast path must agree bit for bit (consensus): same pairs, same order."""
+    if data.draw(st.booleans()):
+        others = [*others, a, (a[0], -a[1]), (-a[0], a[1])]  # equal and mirrored points
+    listed = [list(p) for p in others]  # as read back from chain state
+    assert sum_distances_m(*a, listed) == sum(distance_m(*a, *b) for b in others)
+
+
+def test_sum_of_distances_checks_every_point():
+    with pytest.raises(ValidationError):
+        sum_distances_m(0, 0, [[0, 0], [91_000_000, 0]])
+    with pytest.raises(ValidationError):
+        sum_distances_m(0, 181_000_000, [])
 
 
 # ---- H3 cells -----------------------------------------------------------------------------

@@ -164,3 +164,13 @@ def test_max_mint_is_reached_in_the_limit():
     far = 10**15
     total = requester_reward(p, far, 1) + p.majority * worker_reward(p, far, 1, p.majority)
     assert max_mint_per_tally(p) - 2 <= total <= max_mint_per_tally(p)
+
+
+@given(params(), distances, counts, st.data())
+def test_worker_reward_bounds(p, d, n, data):
+    """SPATIAL.md §3: ⌊B·α_w·m/N_w⌋ <= PEY_w < 2·α_w·B·m/N_w, since 1 <= Φ < 2."""
+    n_w = data.draw(st.integers(p.majority, p.committee_k))
+    reward = worker_reward(p, d, n, n_w)
+    assert p.base_reward * p.alpha_w_permille * p.majority // (1000 * n_w) <= reward
+    assert 1000 * n_w * reward < 2 * p.alpha_w_permille * p.base_reward * p.majority
+    assert reward <= requester_reward(p, d, n)  # α_w < α_r and m/N_w <= 1

@@ -356,6 +356,10 @@ def test_the_requesters_own_node_never_commits_to_its_report(tmp_path):
     both = net.add("req", REQ, REQUESTER | WORKER, location=CLT)
     net.workers(NEAR[:3])
     report = request(net, both)
+    # a peer may relay the report back to its own node: the worker role must refuse it
+    # itself (spatial-own-report), not rely on never hearing it (A4)
+    net.messages.append((both, SpatialHeard("report", both.published[0].raw)))
+    net.settle()
     run_to_decision(net, report)
     assert both.host.instances(Role.SPATIAL_WORKER) == [""]
     assert [p.kind for p in both.published] == ["report"]

@@ -234,7 +234,7 @@ def _record_report(state: State, report: SpatialReport, p: SpatialParams) -> Non
 def _history_reward(state: State, key: bytes, report: SpatialReport) -> tuple[int, int]:
     """(D, N) for the report from an account's previous confirmed points, and record it."""
     points = _get_list(state, key)
-    d = sum(geo.distance_m(report.lat_e6, report.lon_e6, lat, lon) for lat, lon in points)
+    d = geo.sum_distances_m(report.lat_e6, report.lon_e6, points)
     state.set(key, pack([*points, [report.lat_e6, report.lon_e6]]))
     return d, len(points) + 1
 

@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import h3.api.basic_int as _h3  # type: ignore[import-untyped]  # h3 ships no type hints
 
@@ -42,6 +43,7 @@ __all__ = [
     "distance_m",
     "ring_bound",
     "rings_for",
+    "sum_distances_m",
 ]
 
 LAT_E6_MAX = 90_000_000
@@ -93,11 +95,39 @@ def distance_m(lat1_e6: int, lon1_e6: int, lat2_e6: int, lon2_e6: int) -> int:
     return _round_half_up(EARTH_RADIUS_M * _central_angle(lat1, lon1, lat2, lon2))
 
 
+def sum_distances_m(lat_e6: int, lon_e6: int, points: Iterable[Sequence[int]]) -> int:
+    """Σ ``distance_m((lat_e6, lon_e6), p)`` over ``points``, exactly (the same float operations
+    per pair, in the same canonical order), but with the one point checked once and its cosine
+    computed once: the reward sums run over an account's whole history (SPATIAL.md §3).
+
+    Raises:
+        ValidationError: ``bad-spatial-point`` if any point is not a point.
+    """
+    check_point(lat_e6, lon_e6)
+    here = (lat_e6, lon_e6)
+    cos_here = math.cos(lat_e6 * _RAD_PER_E6)
+    total = 0
+    for lat, lon in points:
+        check_point(lat, lon)
+        cos_there = math.cos(lat * _RAD_PER_E6)
+        # a·b == b·a in IEEE arithmetic, so only the differences need the canonical order
+        if here <= (lat, lon):
+            angle = _angle(lat - lat_e6, lon - lon_e6, cos_here * cos_there)
+        else:
+            angle = _angle(lat_e6 - lat, lon_e6 - lon, cos_there * cos_here)
+        total += _round_half_up(EARTH_RADIUS_M * angle)
+    return total
+
+
 def _central_angle(lat1_e6: int, lon1_e6: int, lat2_e6: int, lon2_e6: int) -> float:
-    # Differences are taken in exact integers before converting, so nearby points lose no bits.
-    half_dlat = (lat2_e6 - lat1_e6) * _RAD_PER_E6 / 2
-    half_dlon = (lon2_e6 - lon1_e6) * _RAD_PER_E6 / 2
     cos_product = math.cos(lat1_e6 * _RAD_PER_E6) * math.cos(lat2_e6 * _RAD_PER_E6)
+    return _angle(lat2_e6 - lat1_e6, lon2_e6 - lon1_e6, cos_product)
+
+
+def _angle(dlat_e6: int, dlon_e6: int, cos_product: float) -> float:
+    # Differences are taken in exact integers before converting, so nearby points lose no bits.
+    half_dlat = dlat_e6 * _RAD_PER_E6 / 2
+    half_dlon = dlon_e6 * _RAD_PER_E6 / 2
     a = math.sin(half_dlat) ** 2 + cos_product * math.sin(half_dlon) ** 2
     # rounding can push a just past 1 for antipodal points; asin would then raise
     return 2 * math.asin(math.sqrt(min(a, 1.0)))
