@@ -32,6 +32,7 @@ from crowdmesh.errors import UsageError, ValidationError
 from crowdmesh.roles.events import (
     BlockMined,
     Event,
+    GenerateCancelled,
     GenerateRequested,
     MiningModeSet,
     MiningStopped,
@@ -177,10 +178,10 @@ class BlockProducer:
     :data:`MAX_GENERATE_STALLS` such stops in a row, so it never waits forever.
 
     ``generate`` asks the miner role for one block at a time (``GenerateRequested(1)``) while a
-    call still wants blocks: the role cannot take back blocks it was asked for, so asking for
-    all n at once would mine on after the caller went away (the control server cancels the
-    call) or after ``set_mining("off")`` (which ends every running call with
-    ``generate-cancelled``). At most the one block already asked for is still mined.
+    call still wants blocks, and withdraws the asked block (``GenerateCancelled``) once no call
+    wants it: after the caller went away (the control server cancels the call) or after
+    ``set_mining("off")`` (which ends every running call with ``generate-cancelled``). Only a
+    block found before the withdrawal reaches the role can still be mined.
     """
 
     def __init__(self, ledger: Ledger, miner: bytes, is_miner: bool, deliver: Deliver,
@@ -260,6 +261,11 @@ class BlockProducer:
         if wanted and self._asked == 0:
             self._asked = 1
             self._deliver(GenerateRequested(1))
+        elif not wanted and self._asked:
+            # why: the caller left or mining was switched off; without this the role would
+            # still mine the one block asked for
+            self._deliver(GenerateCancelled(self._asked))
+            self._asked = 0
 
     # -- MiningService ----------------------------------------------------------------------
 
@@ -299,6 +305,7 @@ class BlockProducer:
             await self._wait_generated(call, n_blocks)
         finally:
             self._calls.remove(call)
+            self._ask_for_next_block()  # withdraws the asked block if no call wants it
         newer = self.mined_count - start  # ours are the first n of the blocks mined since
         return list(self._mined)[-newer:][:n_blocks]
 

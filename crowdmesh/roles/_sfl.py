@@ -30,6 +30,7 @@ from crowdmesh.chain.codec import pack, unpack
 from crowdmesh.chain.contracts.blob import KIND as BLOB_PART
 from crowdmesh.chain.contracts.blob import blob_bytes, blob_hash, blob_info, split_blob
 from crowdmesh.chain.contracts.crowdsfl import (
+    KIND_TIMEOUT,
     Phase,
     Status,
     Task,
@@ -38,8 +39,10 @@ from crowdmesh.chain.contracts.crowdsfl import (
     load_worker,
     task_status,
     task_workers,
+    timeout_payload,
 )
 from crowdmesh.chain.contracts.crowdsfl.records import read_list, round_key
+from crowdmesh.chain.contracts.crowdsfl.settle import WAITING_ON
 from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.errors import ValidationError
@@ -81,6 +84,7 @@ __all__ = [
     "resume_all",
     "round_bytes",
     "settings",
+    "stall_timeout",
     "step_of",
     "task_of",
     "task_seen",
@@ -242,6 +246,33 @@ def beacon(state: TaskState, role_name: str, deadline: int, ctx: RoleContext) ->
                                                       deadline=deadline)])
 
 
+TIMEOUT = "timeout"  # step keys ``timeout<deadline>``: one call per node per deadline
+_STALE_TIMEOUT = frozenset({"sfl-wrong-phase", "sfl-unknown-task"})  # someone else was first
+
+
+def stall_timeout(state: TaskState, chain: Chain, ctx: RoleContext, role_name: str,
+                  blamed: frozenset[str], grace: int = 0) -> Result:
+    """Abort the task once the party its phase waits for (one of ``blamed``) is late.
+
+    Late means a block past ``stall_at + grace`` is on chain (block time, as the contract
+    checks). Until then :func:`beacon` makes sure such a block comes. The call id names the
+    deadline, so a node sends at most one ``sfl-timeout`` per deadline; if another node's
+    timeout lands first, the refusal (``sfl-wrong-phase``) is dropped quietly
+    (:func:`call_rejected`). ``grace`` lets backups (workers) wait for the first in line.
+    """
+    status = chain.status
+    if WAITING_ON.get(status.phase) not in blamed:
+        return state, []
+    deadline = status.stall_at + grace
+    if head_time(ctx) <= deadline:
+        return beacon(state, role_name, deadline, ctx)
+    step = f"{TIMEOUT}{deadline}"
+    call = SubmitCall(f"{step}/abort", KIND_TIMEOUT, timeout_payload(state.task_id))
+    return ask(state, step, [call, log("sfl-timing-out", task=state.task_id.hex(),
+                                       phase=status.phase.name.lower(),
+                                       stalled=WAITING_ON[status.phase])])
+
+
 def step_of(ident: str) -> str:
     """The step a job id or call id belongs to (``r0-train/submit`` → ``r0-train``)."""
     return ident.split("/", 1)[0]
@@ -348,6 +379,8 @@ def call_rejected(state: TaskState | None, event: Event, ctx: RoleContext) -> Re
     """A call refused for good: logged; its step may start again on a later block if the chain
     still asks for it."""
     assert isinstance(event, CallRejected)
+    if step_of(event.call_id).startswith(TIMEOUT) and event.code in _STALE_TIMEOUT:
+        return state, []  # another node's timeout (or the party) was first: nothing to redo
     refused = log("sfl-call-rejected", task=event.instance, call=event.call_id, code=event.code)
     if state is None:
         return None, [refused]

@@ -97,6 +97,18 @@ class GenerateRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class GenerateCancelled(Event):
+    """``count`` blocks asked by ``generate`` are no longer wanted (its caller left)."""
+
+    TYPE: ClassVar[str] = "generate-cancelled"
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError("count must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class BlockMined(Event):
     """Our proof-of-work search found block ``block_hash`` and the chain accepted it."""
 

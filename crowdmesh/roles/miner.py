@@ -45,6 +45,7 @@ from crowdmesh.roles.events import (
     BlockMined,
     CompetingTipSeen,
     Event,
+    GenerateCancelled,
     GenerateRequested,
     HeadChanged,
     MempoolChanged,
@@ -147,13 +148,21 @@ def handle_mempool_changed(state: MinerState, event: Event, ctx: RoleContext) ->
 def handle_mining_mode_set(state: MinerState, event: Event, ctx: RoleContext) -> Result:
     """Switch mode; start or stop accordingly."""
     ev = _expect(event, MiningModeSet)
-    return _reconcile(replace(state, mode=ev.mode))
+    # why reset: ``off`` ends every generate call, so no asked block is wanted any more
+    left = 0 if ev.mode == "off" else state.generate_left
+    return _reconcile(replace(state, mode=ev.mode, generate_left=left))
 
 
 def handle_generate_requested(state: MinerState, event: Event, ctx: RoleContext) -> Result:
     """Add ``count`` blocks to mine regardless of mode."""
     ev = _expect(event, GenerateRequested)
     return _reconcile(replace(state, generate_left=state.generate_left + ev.count))
+
+
+def handle_generate_cancelled(state: MinerState, event: Event, ctx: RoleContext) -> Result:
+    """``count`` asked blocks are no longer wanted: stop searching for them."""
+    ev = _expect(event, GenerateCancelled)
+    return _reconcile(replace(state, generate_left=max(0, state.generate_left - ev.count)))
 
 
 def handle_block_mined(state: MinerState, event: Event, ctx: RoleContext) -> Result:

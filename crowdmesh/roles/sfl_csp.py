@@ -18,6 +18,9 @@ Invariants:
 - While it waits for the round's deadline (someone has not submitted) it makes sure a block past
   it comes (``_sfl.beacon``: a wake-up at the deadline, then one no-op call if the head is still
   older): with on-demand mining nothing else would bring that block, and the round would hang.
+- A stalled requester (JOINING past the join deadline plus t_step, BLINDED, SELECTED: a block
+  past ``stall_at``) is timed out with ``sfl-timeout`` (``_sfl.stall_timeout``, one call per
+  deadline, beaconing until then): the task aborts and every coin is refunded.
 - Settlement: worker k gets ``pool · w_k // Σ w`` with w_k = n_k · Σ (scores of the rounds k
   was selected in); a worker that missed a deadline or was flagged in any round gets 0, and a
   flagged one is flagged in the split (its deposit is burned by the contract).
@@ -73,6 +76,7 @@ __all__ = [
 
 ROLE_NAME = "csp"  # Role.CSP.value
 _CAP = 1 << 26
+_BLAMED = frozenset({"requester"})  # whose stalls the CSP times out
 
 
 def _submitters(chain: Chain) -> list[bytes]:
@@ -220,8 +224,20 @@ def _settle(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
                                            paid=sum(r for _, r, _ in shares))])
 
 
+# -- a stalled requester ------------------------------------------------------------------------
+
+
+def _watch(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
+    """JOINING, BLINDED, SELECTED wait for the requester: abort once it is late (a block past
+    ``stall_at``), beaconing until then. Nobody else is first in line for these stalls."""
+    return _sfl.stall_timeout(state, chain, ctx, ROLE_NAME, _BLAMED)
+
+
 _PHASES: _sfl.PhaseTable = {
+    Phase.JOINING: _watch,
     Phase.TRAINING: _blind,
+    Phase.BLINDED: _watch,
+    Phase.SELECTED: _watch,
     Phase.SCORED: _select,
     Phase.FINAL: _settle,
     Phase.SETTLED: _sfl.finished,

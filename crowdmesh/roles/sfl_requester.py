@@ -17,7 +17,9 @@ Invariants:
 - Step 6: the selected models are aggregated (``sfl_jobs.aggregate_job``) into the next global
   model; after the last round the aggregate is posted as the final model (round t).
 - When the party the phase waits for is the CSP, or joining failed, and a block past the
-  deadline is on chain, it sends ``sfl-timeout``: the task aborts and every coin is refunded.
+  deadline is on chain, it sends ``sfl-timeout`` (``_sfl.stall_timeout``, one call per
+  deadline): the task aborts and every coin is refunded. Its own stalls are timed out by the
+  CSP and, as a backup, by the workers.
   While it waits on such a deadline (joining not full, the CSP's step) it makes sure a block
   past it comes (``_sfl.beacon``), which on-demand mining would not mine by itself.
 """
@@ -71,15 +73,12 @@ __all__ = [
 ROLE_NAME = "requester"  # Role.REQUESTER.value
 _CAP = 1 << 26
 _CREATE = "create-"
+_BLAMED = frozenset({"csp"})  # whose stalls the requester times out
 
 
 def _timeout(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
-    """Abort once the CSP is late (block time past ``stall_at``)."""
-    if head_time(ctx) <= chain.status.stall_at:
-        return _sfl.beacon(state, ROLE_NAME, chain.status.stall_at, ctx)
-    call = SubmitCall("timeout", KIND_TIMEOUT, timeout_payload(state.task_id))
-    return ask(state, "timeout", [call, log("sfl-timing-out", task=state.task_id.hex(),
-                                            phase=chain.status.phase.name.lower())])
+    """Abort once the CSP is late (a block past ``stall_at``); beacon until then."""
+    return _sfl.stall_timeout(state, chain, ctx, ROLE_NAME, _BLAMED)
 
 
 # -- steps per phase ----------------------------------------------------------------------------
@@ -89,8 +88,10 @@ def _start(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
     spec, joined = chain.task.spec, len(chain.workers())
     closed = head_time(ctx) > chain.status.window_end
     if closed and joined < spec.min_workers:
-        call = SubmitCall("timeout", KIND_TIMEOUT, timeout_payload(state.task_id))
-        return ask(state, "timeout", [call])
+        step = f"{_sfl.TIMEOUT}{chain.status.window_end}"
+        call = SubmitCall(f"{step}/abort", KIND_TIMEOUT, timeout_payload(state.task_id))
+        return ask(state, step, [call, log("sfl-timing-out", task=state.task_id.hex(),
+                                           phase="joining", stalled="too-few-workers")])
     s = _sfl.settings(ctx)
     if not closed and joined < spec.max_workers:  # joining may close with too few, or not full
         return _sfl.beacon(state, ROLE_NAME, chain.status.window_end, ctx)

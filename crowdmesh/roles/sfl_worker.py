@@ -13,6 +13,9 @@ Invariants:
   round's global model, then encryption under the joint key with the proof of randomness
   bound to its account, task and round. The bundle goes up as blob parts, then ``sfl-submit``
   (one account signs both in nonce order, so the blob is complete when the call runs).
+- Once joined it backs up every stall timeout: if the requester or the CSP is ``t_step`` past
+  its step's deadline (``stall_at``; the first in line, the other party, had ``t_step`` to
+  act), it sends ``sfl-timeout`` (``_sfl.stall_timeout``) so its deposit comes back.
 - A restart resumes every kept task: the same job bytes (the seed is kept) and the same call
   ids, so nothing is sent twice.
 """
@@ -59,6 +62,7 @@ __all__ = [
 ]
 
 ROLE_NAME = "worker"  # Role.WORKER.value
+_BLAMED = frozenset({"requester", "csp"})  # a worker backs up every stall timeout
 
 
 def _account(ctx: RoleContext) -> bytes:
@@ -98,9 +102,36 @@ def _train(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
     return ask(state, step, [RunJob(step, train_job, args)])
 
 
+def _watch(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
+    """The backup for every stall: once joined (its deposit is in escrow), abort a task whose
+    requester or CSP is ``t_step`` past its own deadline, i.e. the party first in line to time
+    it out (the CSP for the requester, the requester for the CSP) did not. Workers are
+    staggered by join position (``t_step // max_workers`` apart) so that usually only one
+    sends; a later one's refusal is dropped quietly."""
+    me = _account(ctx)
+    joined = [w for w, _ in chain.workers()]
+    if me not in joined:
+        return state, []
+    spec = chain.task.spec
+    grace = spec.t_step + joined.index(me) * max(1, spec.t_step // spec.max_workers)
+    return _sfl.stall_timeout(state, chain, ctx, ROLE_NAME, _BLAMED, grace)
+
+
+def _then_watch(step: _sfl.Step) -> _sfl.Step:
+    def both(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
+        state, effects = step(state, chain, ctx)
+        state, more = _watch(state, chain, ctx)
+        return state, [*effects, *more]
+    return both
+
+
 _PHASES: _sfl.PhaseTable = {
-    Phase.JOINING: _join,
-    Phase.TRAINING: _train,
+    Phase.JOINING: _then_watch(_join),
+    Phase.TRAINING: _then_watch(_train),
+    Phase.BLINDED: _watch,
+    Phase.SCORED: _watch,
+    Phase.SELECTED: _watch,
+    Phase.FINAL: _watch,
     Phase.SETTLED: _sfl.finished,
     Phase.ABORTED: _sfl.finished,
 }

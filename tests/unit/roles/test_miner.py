@@ -16,6 +16,7 @@ from crowdmesh.roles import (
     SINGLETON,
     BlockMined,
     CompetingTipSeen,
+    GenerateCancelled,
     GenerateRequested,
     HeadChanged,
     MempoolChanged,
@@ -93,6 +94,22 @@ def test_generate_counts_down_then_stops() -> None:
     assert effects == [MineOn(H1, 2)] and state.generate_left == 1
     state, effects = run(state, HeadChanged(H0, 2), BlockMined(H0, 2))
     assert effects == [MineOn(H0, 3), StopMining()] and state.generate_left == 0
+
+
+def test_generate_cancelled_stops_the_asked_block() -> None:
+    """A generate whose caller left withdraws its asked block: no search goes on for it."""
+    state, effects = run(MinerState(H0, 0), GenerateRequested(1))
+    assert effects == [MineOn(H0, 1)]
+    state, effects = run(state, GenerateCancelled(1))
+    assert effects == [StopMining()] and state.generate_left == 0
+    state, effects = run(state, GenerateCancelled(1))  # never below zero
+    assert effects == [] and state.generate_left == 0
+
+
+def test_mining_off_drops_asked_generate_blocks() -> None:
+    state, _ = run(MinerState(H0, 0, "continuous"), GenerateRequested(3))
+    state, effects = run(state, MiningModeSet("off"))
+    assert effects == [StopMining()] and state.generate_left == 0
 
 
 def test_competing_tip_lower_hash_side_mines_one_more_block() -> None:
