@@ -6,12 +6,12 @@ test fails when that defence is disabled. The ``net`` fixture checks the supply 
 Covered in ``test_task.py`` (referenced, not repeated):
 - free rider and label flipper:
   ``test_a_free_rider_and_a_label_flipper_are_excluded_and_accuracy_is_kept``;
-- CSP stall: ``test_a_csp_stall_times_out_and_refunds_every_coin``.
+- CSP stall: ``test_a_csp_stall_times_out_and_refunds_every_coin``;
+- the other stalls (requester before round 0 or before the next model, both parties, the CSP
+  not settling) and redundant timeouts: ``test_stalls.py``.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from crowdmesh.chain.codec import unpack
 from crowdmesh.chain.contracts.blob import blob_bytes
@@ -70,16 +70,11 @@ def test_random_weight_worker_is_excluded_and_accuracy_is_kept(net):
     assert accuracy(model_from_bytes(model_spec(spec), final), x_held, y_held) > 0.85
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "missing defence at role level: only the requester role sends sfl-timeout (for the CSP's "
-    "steps); no CSP or worker role, and no CLI command, sends it when the requester stalls, "
-    "so deposits stay escrowed until someone hand-crafts an sfl-timeout call. The contract "
-    "side is covered: tests/unit/crowdsfl/test_attacks.py::test_requester_stalling"))
 def test_requester_stall_times_out_and_refunds_every_coin(net):
-    """A requester that dies after posting the first model never posts accuracies. Expected
-    defence: another party's role sends ``sfl-timeout`` once the block time passes the
-    requester's step deadline; the task aborts with ``requester-stall`` and every coin comes
-    back."""
+    """A requester that dies after posting the first model never posts accuracies. Defence:
+    the CSP role sends ``sfl-timeout`` once the block time passes the requester's step
+    deadline (``sfl_csp._watch``, beaconing for that block); the task aborts with
+    ``requester-stall`` and every coin comes back. More stalls: ``test_stalls.py``."""
     req, _, _, task, _ = setup(net)
     net.run_until(task, {Phase.TRAINING})
     req.alive = False  # the requester never answers again

@@ -1,0 +1,180 @@
+"""Shared helpers of the multi-daemon CrowdSFL tests that need their own node layout (the abort
+paths): roles and funds in the testnet's configs, the CLI, key registration, task creation,
+waiting on a phase, and the coin checks (per-account gain net of fees and block rewards,
+balances equal on every live node, exact supply). Same harness and conventions as
+test_crowdsfl_task.py (whose own helpers stay where they are)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from crowdmesh.chain.codec import Address
+from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.rules import burned_fee
+from crowdmesh.daemon.client.harness import NodeHandle, Testnet
+from crowdmesh.daemon.client.rpc import RpcCallError
+from crowdmesh.daemon.config import load_config, render_config
+from tests.functional.framework import wait_until
+
+FUNDS = 10**9
+
+
+def configure(net: Testnet, roles: dict[int, list[str]], miner: int,
+              workers: Sequence[int]) -> None:
+    """Fund every node, give each its roles (``workers`` get ``worker`` and a shard of the
+    built-in data and auto-join); only ``miner`` mines (on demand: no equal-work forks)."""
+    genesis_path = net.root / "genesis.json"
+    genesis = Genesis.from_json(genesis_path.read_text())
+    funded = tuple(sorted((*genesis.alloc, *((Address(bytes.fromhex(n.info.account)), FUNDS)
+                                               for n in net.nodes))))
+    genesis_path.write_text(dataclasses.replace(genesis, alloc=funded).to_json())
+    for node in net.nodes:
+        cfg = load_config(node.config)
+        is_worker = node.index in workers
+        own = ["worker"] if is_worker else roles.get(node.index, [])
+        shard = (list(workers).index(node.index) + 1, len(workers)) if is_worker else None
+        node.config.write_text(render_config(dataclasses.replace(
+            cfg, roles=frozenset([*(["miner"] if node.index == miner else []), *own]),
+            mining_mode=cfg.mining_mode if node.index == miner else "off",
+            sfl_shard=shard if is_worker else cfg.sfl_shard,
+            sfl_auto_join=True if is_worker else cfg.sfl_auto_join)))
+
+
+def cli(node: NodeHandle, *args: str) -> str:
+    """Run ``crowdmesh --config <node> --json ARGS`` and return its stdout (status 0)."""
+    done = subprocess.run([sys.executable, "-m", "crowdmesh",
+                           "--config", str(node.config), "--json", *args],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
+
+
+async def cli_async(node: NodeHandle, *args: str) -> str:
+    return await trio.to_thread.run_sync(lambda: cli(node, *args))
+
+
+async def register_keys(net: Testnet, parties: Sequence[NodeHandle], miner: NodeHandle) -> None:
+    """``keys elgamal register`` on each party, mined by ``miner``, until registered."""
+    for node in parties:
+        reply = json.loads(await cli_async(node, "keys", "elgamal", "register"))
+        assert reply["call"]["kind"] == "register-key"
+    await net.mine(miner, 1)
+
+    for node in parties:
+        async def registered(n: NodeHandle = node) -> bool:
+            return bool((await n.rpc("elgamal_key"))["registered"])
+
+        await wait_until(registered, 30, f"{node} key registered")
+
+
+async def create_task(req: NodeHandle, csp: NodeHandle, *flags: str) -> str:
+    """``task create --csp <csp> FLAGS`` on the requester; the task id."""
+    account = (await csp.rpc("account"))["account"]
+    created = json.loads(await cli_async(req, "task", "create", "--csp", account, *flags))
+    assert created["task"], created
+    return str(created["task"])
+
+
+async def wait_phase(node: NodeHandle, task: str, phases: Sequence[str], timeout: float,
+                     what: str) -> dict[str, Any]:
+    """Poll ``task_show`` until the phase is one of ``phases``; the last view."""
+    async def reached() -> bool:
+        try:
+            return (await node.rpc("task_show", [task]))["phase"] in phases
+        except RpcCallError as exc:  # the create call is not in a block yet
+            if "sfl-unknown-task" not in str(exc):
+                raise
+            return False
+
+    await wait_until(reached, timeout, f"task {task[:12]} {what}", poll=0.3)
+    return dict(await node.rpc("task_show", [task]))
+
+
+async def quiet(net: Testnet, live: Sequence[NodeHandle]) -> None:
+    """Nothing more will land: no call of a live node outside a block, the live mempools empty
+    and equal, one head on every live node."""
+    async def settled_down() -> bool:
+        for node in live:
+            if any(c["included_in"] is None for c in (await node.rpc("account"))["calls"]):
+                return False
+        if await net.sync_mempools(live, timeout=20):
+            return False
+        head = (await net.sync_blocks(live, timeout=20))["hash"]
+        heads = [(await n.rpc("head"))["hash"] for n in live]
+        return not await net.sync_mempools(live, timeout=20) and set(heads) == {head}
+
+    await wait_until(settled_down, 40, "no call in flight, empty mempools, one head", poll=0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dump:
+    """A node's main chain read once: block views by height, and (block, tx view) pairs."""
+
+    blocks: list[dict[str, Any]]
+    txs: list[tuple[dict[str, Any], dict[str, Any]]]
+
+    def events(self, name: str) -> list[list[Any]]:
+        """The fields of every contract event called ``name``."""
+        return [e["fields"] for _, tx in self.txs for e in tx.get("events", [])
+                if e["name"] == name]
+
+
+async def dump(node: NodeHandle) -> Dump:
+    """Read ``node``'s main chain (call it once nothing more will land: :func:`quiet`)."""
+    blocks, txs = [], []
+    height = int((await node.rpc("head"))["height"])
+    for h in range(1, height + 1):
+        block = await node.rpc("block", [h])
+        blocks.append(block)
+        for txid in block["txids"]:
+            txs.append((block, await node.rpc("tx", [txid])))
+    return Dump(blocks, txs)
+
+
+async def gains(net: Testnet, node: NodeHandle, chain: Dump,
+                accounts: Sequence[str]) -> list[int]:
+    """Per account: balance − genesis funds + fees it paid − what it earned mining (block
+    rewards and the unburned part of the fees in its blocks). 0 means every coin it escrowed
+    came back."""
+    genesis = Genesis.from_json((net.root / "genesis.json").read_text())
+    start: dict[str, int] = {}
+    for address, amount in genesis.alloc:
+        start[address.hex()] = start.get(address.hex(), 0) + amount
+    paid: dict[str, int] = {}
+    mined: dict[str, int] = {}
+    for block, tx in chain.txs:
+        paid[tx["sender"]] = paid.get(tx["sender"], 0) + int(tx["fee"])
+        tip = int(tx["fee"]) - burned_fee(int(tx["fee"]), genesis)  # the miner's share
+        mined[block["miner"]] = mined.get(block["miner"], 0) + tip
+    for block in chain.blocks:
+        reward = genesis.reward(int(block["height"]))
+        mined[block["miner"]] = mined.get(block["miner"], 0) + reward
+    out = []
+    for a in accounts:
+        balance = int((await node.rpc("balance", [a]))["balance"])
+        out.append(balance - start.get(a, 0) + paid.get(a, 0) - mined.get(a, 0))
+    return out
+
+
+async def assert_balances_agree(live: Sequence[NodeHandle], accounts: Sequence[str]) -> None:
+    views = [[(await n.rpc("balance", [a]))["balance"] for a in accounts] for n in live]
+    assert all(v == views[0] for v in views), views
+
+
+async def assert_supply_rpc(net: Testnet, node: NodeHandle, chain: Dump) -> None:
+    """Σ balances of every funded or mining account == genesis + block rewards − burned fees
+    (no coin in escrow, none burned: what an abort leaves)."""
+    genesis = Genesis.from_json((net.root / "genesis.json").read_text())
+    accounts = {a.hex() for a, _ in genesis.alloc} | {b["miner"] for b in chain.blocks}
+    minted = sum(genesis.reward(int(b["height"])) for b in chain.blocks)
+    burned = sum(burned_fee(int(tx["fee"]), genesis) for _, tx in chain.txs)
+    total = sum([int((await node.rpc("balance", [a]))["balance"]) for a in accounts])
+    assert total == genesis.alloc_total() + minted - burned, (total, minted, burned)
