@@ -42,7 +42,7 @@ test: check
 
 bench: $(STAMP)
 	@for b in bench/crypto.py bench/ecvrf.py bench/chain.py bench/fl_baselines.py bench/network.py \
-	  bench/spatial.py bench/spatial_eval.py; do \
+	  bench/spatial.py bench/spatial_eval.py bench/crowdsfl.py; do \
 	  if [ -f $$b ]; then echo "== $$b"; \
 	    $(BIN)/python $$b $(if $(BENCH_JSON),--json bench/out/$$(basename $$b .py).json) || exit 1; fi; \
 	done
