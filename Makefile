@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job: a whole CrowdSFL federated-learning task between 5 daemons (5 rounds).
-demo: demo-crowdsfl
+# The main job: a whole CrowdSFL task, then the spatial part (report, committee, rewards).
+demo: demo-crowdsfl demo-spatial
 
 demo-crowdsfl: $(STAMP)
 	$(BIN)/python -m crowdmesh.daemon.client.cli_demo_crowdsfl
