@@ -3,13 +3,19 @@
 Invariants:
 - Store layout (each role in its own namespace; ``rid`` is the 32-byte report id):
   ``r/‖rid`` the report's wire bytes (the instance exists iff this key does, between events),
-  ``k/‖rid‖worker`` a commit heard (or made), ``v/‖rid‖worker`` a reveal heard (requester),
-  ``o/‖rid`` the worker's vote ([0] or [1]), ``q/‖request_id`` the requester's report id for an
-  operator request. :func:`forget` deletes every per-report key of one report.
-- At most one message per worker and report is kept, and at most :data:`MAX_MESSAGES` per
-  report (a tally bundle holds no more). A message counts only if its own signature holds, so
-  nobody can crowd out a worker's message with a forgery under its key. Between two commits
-  signed by one worker the smaller encoding is kept, as ``committee.freeze`` does.
+  ``k/‖rid‖worker[‖h]`` a commit heard (or made; :func:`commit_key`), ``v/‖rid‖worker`` a
+  reveal heard (requester), ``o/‖rid`` the worker's vote ([0] or [1]), ``q/‖request_id`` the
+  requester's report id for an operator request. :func:`forget` deletes every per-report key
+  of one report.
+- Reveals: at most one per worker and report, at most :data:`MAX_MESSAGES` per report (a
+  tally bundle holds no more). Commits: at most :data:`MAX_MESSAGES` workers per report and
+  :data:`MAX_PER_WORKER` distinct commits per worker (see :func:`commit_key`). A
+  commit names no beacon, and a reorg of block ``anchor + 1`` makes a worker commit again on
+  the new beacon, so every commit is kept until the freeze, which picks, per worker, the valid
+  one for the beacon on the best chain then (the smaller encoding between two valid ones, as
+  ``committee.freeze`` does). A message counts only if its own signature holds, so nobody can
+  crowd out a worker's message with a forgery under its key; a worker filling its own cap only
+  shuts itself out.
 - Windows are measured from ``report.ts`` in the contract's block time: commits count until
   ``ts + T_c`` (the freeze), reveals until ``ts + T_c + T_r``.
 - Pure: nothing here reads a clock or does I/O; everything comes from the context.
@@ -17,6 +23,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMITS",
     "MAX_MESSAGES",
+    "MAX_PER_WORKER",
     "QUERIES",
     "REPORTS",
     "REVEALS",
@@ -43,6 +51,7 @@ __all__ = [
     "beacon_of",
     "combination_used",
     "commit_deadline",
+    "commit_key",
     "deadline_keys",
     "decode_commit",
     "decode_report",
@@ -56,6 +65,7 @@ __all__ = [
     "reveal_deadline",
     "rid_of",
     "stored_messages",
+    "with_commit",
     "with_message",
 ]
 
@@ -65,6 +75,7 @@ REVEALS = b"v/"
 VOTES = b"o/"
 QUERIES = b"q/"
 MAX_MESSAGES = MAX_BUNDLE
+MAX_PER_WORKER = 4  # commits per worker and report: one per beacon the reorgs of a window bring
 
 Signed = TypeVar("Signed", Commit, Reveal)
 
@@ -151,11 +162,39 @@ def with_message(kept: tuple[Signed, ...], msg: Signed, *,
     return tuple(sorted(merged, key=_worker_of))
 
 
+def with_commit(kept: tuple[Commit, ...], commit: Commit) -> tuple[Commit, ...] | None:
+    """``kept`` with ``commit`` added (sorted by worker, then encoding), or None if it changes
+    nothing: the same bytes already kept, a worker already holding :data:`MAX_PER_WORKER`
+    commits, a new worker when :data:`MAX_MESSAGES` are kept, or a bad signature. Commits of
+    one worker for different beacons are all kept: which one counts is the freeze's choice."""
+    own = [c for c in kept if c.worker == commit.worker]
+    if any(c.encoded == commit.encoded for c in own) or len(own) >= MAX_PER_WORKER:
+        return None
+    if not own and len({c.worker for c in kept}) >= MAX_MESSAGES:
+        return None
+    if not _signed(commit):
+        return None
+    return tuple(sorted([*kept, commit], key=_commit_order))
+
+
+def _commit_order(msg: Commit | Reveal) -> tuple[bytes, bytes]:
+    return msg.worker, msg.encoded
+
+
+def commit_key(kept: tuple[Commit, ...], commit: Commit) -> bytes:
+    """Where a heard commit, not yet in ``kept``, is stored: ``k/‖rid‖worker`` for a worker's
+    first, ``k/‖rid‖worker‖H(commit)[:8]`` for each further one (another beacon's)."""
+    key = COMMITS + commit.report_id + commit.worker
+    if any(c.worker == commit.worker for c in kept):
+        key += hashlib.sha256(commit.encoded).digest()[:8]
+    return key
+
+
 def stored_messages(ctx: RoleContext, prefix: bytes, rid: bytes,
                     decode: Callable[[bytes], Signed | None]) -> tuple[Signed, ...]:
-    """The messages of one report kept under ``prefix`` (sorted by worker)."""
+    """The messages of one report kept under ``prefix`` (sorted by worker, then encoding)."""
     found = (decode(raw) for _, raw in ctx.store.items(prefix + rid))
-    return tuple(sorted((m for m in found if m is not None), key=_worker_of))
+    return tuple(sorted((m for m in found if m is not None), key=_commit_order))
 
 
 def forget(rid: bytes, ctx: RoleContext) -> list[Effect]:

@@ -14,7 +14,10 @@ Invariants:
   With on-demand mining nothing else may bring it, so the requester asks for a no-op call
   (a self-transfer of 1, call id ``beacon``) that says nothing about the report.
 - Commits count only if heard before the freeze (``ts + T_c``), as at the workers, so both
-  sides freeze the same S from the same messages. Reveals are kept until the decision.
+  sides freeze the same S from the same messages. A worker's commits for every beacon are kept
+  (a reorg of block ``anchor + 1`` inside the window makes it commit again on the new one);
+  the decision freezes S for the beacon on the best chain then, the one the contract checks
+  the tally against. Reveals are kept until the decision.
 - One second after the reveal window (``ts + T_c + T_r + 1``) the requester freezes S and
   decides over K: confirmed → ``spatial-tally`` with every valid commit heard and the reveals
   of S (validators recompute S from the bundle); rejected → ``spatial-reject`` with H(S); too
@@ -59,6 +62,7 @@ from crowdmesh.roles._spatial import (
     beacon_of,
     combination_used,
     commit_deadline,
+    commit_key,
     decode_commit,
     decode_report,
     decode_reveal,
@@ -70,6 +74,7 @@ from crowdmesh.roles._spatial import (
     reveal_deadline,
     rid_of,
     stored_messages,
+    with_commit,
     with_message,
 )
 from crowdmesh.roles.context import RoleContext
@@ -117,7 +122,10 @@ class RequesterReport:
     """One report of ours.
 
     Attributes:
-        commits: valid-signature commits heard before the freeze, one per worker, sorted.
+        commits: valid-signature commits heard before the freeze, sorted by worker and
+            encoding; a worker may have one per beacon (a reorg of block anchor + 1 inside the
+            commit window makes it commit again), the freeze counts those for the beacon on
+            the best chain when the requester decides (``roles/_spatial.py``).
         reveals: reveals heard, one per worker, sorted.
         phase: ``open`` (collecting), ``closing`` (confirmed, waiting for a head whose time
             allows the tally), ``closed`` (the tally or reject call is sent).
@@ -204,10 +212,10 @@ def _heard_commit(state: RequesterReport, event: SpatialHeard, ctx: RoleContext)
     if commit is None or state.phase != "open" \
             or ctx.now >= commit_deadline(state.report, params(ctx)):
         return state, []
-    commits = with_message(state.commits, commit, prefer_smaller=True)
+    commits = with_commit(state.commits, commit)  # every beacon's: a reorg may bring another
     if commits is None:
         return state, []
-    key = COMMITS + commit.report_id + commit.worker
+    key = commit_key(state.commits, commit)
     return replace(state, commits=commits), [StorePut(key, commit.encode())]
 
 
@@ -253,9 +261,12 @@ def _bundle(state: RequesterReport, committee: tuple[Commit, ...], decision: Dec
             beacon: bytes) -> bytes:
     """The tally payload: S, then every other valid commit heard; the reveals of S."""
     members = {c.worker for c in committee}
-    others = [c for c in state.commits if c.worker not in members
-              and c.worker != state.report.requester and _valid(c, beacon)]
-    commits = [*committee, *others][:MAX_MESSAGES]
+    others: dict[bytes, Commit] = {}  # one per worker: the smaller encoding (commits are sorted)
+    for c in state.commits:
+        if c.worker not in members and c.worker not in others \
+                and c.worker != state.report.requester and _valid(c, beacon):
+            others[c.worker] = c
+    commits = [*committee, *others.values()][:MAX_MESSAGES]
     reveals = [r for r in state.reveals
                if r.worker in members and r.committee == decision.committee_hash]
     return tally_payload(state.report, commits, reveals)

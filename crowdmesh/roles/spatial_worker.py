@@ -16,7 +16,10 @@ Invariants:
   as soon as the vote is known, the beacon block (``anchor + 1``) is on the main chain and the
   commit window is open, re-checked on every head change; it is deterministic (the salt is
   ``commit_salt(signer, report_id)``), so publishing it again is harmless. A new beacon (a
-  reorg) gets a new commit; a vote never changes once committed.
+  reorg of block ``anchor + 1`` inside the commit window) gets a new commit, which replaces
+  ours in the freeze; the old one is invalid on the new beacon anyway. The vote and the salt
+  never change once committed, so the one reveal opens whichever of our commits counts. Other
+  workers' commits are kept for every beacon (the freeze picks the valid ones).
 - At the commit deadline (``report.ts + T_c``) the worker freezes S from the commits it holds
   (heard before the deadline, and its own); if it is in S it reveals, signing H(S), and keeps
   the instance until the reveal deadline; otherwise (or if the freeze fails) it drops it.
@@ -55,6 +58,7 @@ from crowdmesh.roles._spatial import (
     beacon_of,
     combination_used,
     commit_deadline,
+    commit_key,
     decode_commit,
     decode_report,
     forget,
@@ -65,7 +69,7 @@ from crowdmesh.roles._spatial import (
     reveal_deadline,
     rid_of,
     stored_messages,
-    with_message,
+    with_commit,
 )
 from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import Effect, ScheduleAt, StorePut
@@ -151,8 +155,9 @@ class WorkerReport:
 
     Attributes:
         vote: 1 confirm, 0 reject, None while the operator has not voted.
-        commits: the commits held for the freeze (one per worker, sorted by worker), ours too.
-        committed_on: the beacon our commit was drawn on (empty before we commit).
+        commits: the commits held for the freeze, sorted by worker and encoding: others' for
+            every beacon they committed on (``roles/_spatial.py``), ours for the latest only.
+        committed_on: the beacon our latest commit was drawn on (empty before we commit).
         phase: ``commit`` until the freeze, then ``reveal`` (we are in S and revealed).
     """
 
@@ -285,7 +290,7 @@ def _try_commit(state: WorkerReport, ctx: RoleContext) -> Result:
     rid = report.report_id
     commit = Commit.create(signer, rid, beacon, state.vote, commit_salt(signer, rid))
     others = [c for c in state.commits if c.worker != signer.public]
-    commits = tuple(sorted([*others, commit], key=lambda c: c.worker))
+    commits = tuple(sorted([*others, commit], key=lambda c: (c.worker, c.encoded)))
     return replace(state, commits=commits, committed_on=beacon), [
         StorePut(COMMITS + rid + signer.public, commit.encode()),
         PublishSpatial("commit", commit.encode())]
@@ -304,8 +309,9 @@ def _freeze(state: WorkerReport, ctx: RoleContext) -> Result:
     try:
         committee = freeze(report, state.commits, beacon, p.committee_k,
                            used=combination_used(ctx))
-    except ValidationError as exc:
-        return None, [log("spatial-freeze-failed", report=rid.hex(), code=exc.code),
+    except ValidationError as exc:  # detail: how many were valid; workers: how many heard
+        return None, [log("spatial-freeze-failed", report=rid.hex(), code=exc.code,
+                          detail=exc.detail, workers=len({c.worker for c in state.commits})),
                       *forget(rid, ctx)]
     workers = [c.worker for c in committee]
     if signer.public not in workers or state.vote is None:
@@ -356,10 +362,10 @@ def _heard_commit(state: WorkerReport | None, event: SpatialHeard, ctx: RoleCont
             or ctx.now >= commit_deadline(state.report, params(ctx)) \
             or (ctx.signer is not None and commit.worker == ctx.signer.public):
         return state, []  # ours is the one we made; late commits do not count
-    commits = with_message(state.commits, commit, prefer_smaller=True)
+    commits = with_commit(state.commits, commit)  # every beacon's: a reorg may bring another
     if commits is None:
         return state, []
-    key = COMMITS + commit.report_id + commit.worker
+    key = commit_key(state.commits, commit)
     return replace(state, commits=commits), [StorePut(key, commit.encode())]
 
 
