@@ -186,7 +186,17 @@ def _async_context(name: str, world: World) -> AbstractAsyncContextManager[Targe
 def run_surface(name: str, inputs: int, seed: int = 0, inflight: Inflight | None = None,
                 max_seconds: float = float("inf"), world: World | None = None) -> Stats:
     """Run ``inputs`` inputs (or until ``max_seconds``) of surface ``name``."""
+    previous = logging.root.manager.disable
     logging.disable(logging.CRITICAL)  # the node logs every reject; the stats count them
+    try:
+        return _run_surface(name, inputs, seed, inflight, max_seconds, world)
+    finally:
+        # why: in pytest this process goes on to other tests that read the logs
+        logging.disable(previous)
+
+
+def _run_surface(name: str, inputs: int, seed: int, inflight: Inflight | None,
+                 max_seconds: float, world: World | None) -> Stats:
     world = world or build_world()
     stats = Stats(name)
     surface = SURFACES[name]

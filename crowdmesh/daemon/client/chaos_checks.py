@@ -76,11 +76,17 @@ async def wait_converged(run: ChaosRun, bound: float) -> float | None:
 async def wait_drained(run: ChaosRun, bound: float) -> bool:
     """Wait until every mempool is empty and the nodes share one head (quiet: the supply and
     confirmation checks read a chain that does not move)."""
+    deadline = time.monotonic() + bound
     with trio.move_on_after(bound):
         while True:
             pools = await run.rpc_all("mempool")
-            if not any(p["size"] for p in pools) and len(set(await _heads(run.available()))) == 1:
-                return True
+            if not any(p["size"] for p in pools):
+                if len(set(await _heads(run.available()))) == 1:
+                    return True
+                # why: the last transactions can leave an equal-work tie that, with the load
+                # paused, no block would ever break; wait_converged breaks a stalled one
+                if await wait_converged(run, max(0.0, deadline - time.monotonic())) is None:
+                    return False
             await trio.sleep(POLL_S)
     sizes = [(n.index, p["size"]) for n, p in zip(run.available(), await run.rpc_all("mempool"),
                                                   strict=True)]
