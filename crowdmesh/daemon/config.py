@@ -225,7 +225,9 @@ def _int_range(lo: int, hi: int) -> Check:
 
 
 def _positive_number(v: Any) -> str | None:
-    ok = isinstance(v, int | Decimal) and not isinstance(v, bool) and 0 < v <= 3600
+    # why is_finite first: comparing Decimal NaN (TOML ``nan``) raises InvalidOperation
+    finite = isinstance(v, int) or (isinstance(v, Decimal) and v.is_finite())
+    ok = finite and not isinstance(v, bool) and 0 < v <= 3600
     return None if ok else "must be a number of seconds in (0, 3600]"
 
 

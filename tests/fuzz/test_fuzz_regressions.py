@@ -74,6 +74,9 @@ CONFIG_FINDINGS = [
     ('data_dir = "d"\n[spatial]\nground_truth = "a\\u0000"\n', "ValueError: null byte"),
     ('data_dir = "d"\n[spatial]\nlocation = [1e999, 0]\n',
      "decimal.InvalidOperation from quantize in degrees_e6"),
+    ('data_dir = "d"\n[control]\nrequest_timeout = nan\n',
+     "decimal.InvalidOperation comparing NaN in _positive_number (the 10^6 campaign)"),
+    ('data_dir = "d"\n[control]\nrequest_timeout = inf\n', "infinite seconds"),
 ]
 
 
