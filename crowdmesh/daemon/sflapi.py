@@ -218,8 +218,16 @@ class SflApi:
         return rows[:MAX_LIST]
 
     def task_show(self, task_hex: str) -> JsonObj:
-        """One task: phase, deadlines, workers, per-round records and escrow."""
-        task, status = self._task(task_hex)
+        """One task: phase, deadlines, workers, per-round records and escrow; ``pending`` for a
+        task this node created whose ``sfl-create`` is not in a block yet."""
+        try:
+            task, status = self._task(task_hex)
+        except NotFound:
+            # why: ``task create`` answers with the id at once; a ``task show`` right after
+            # must not call the operator's own new task unknown
+            if task_hex.lower() in self._created.values():
+                return {"task": task_hex.lower(), "phase": "pending"}
+            raise
         tid, get = task.task_id, self._get
         workers: list[JsonObj] = []
         for w in (bytes(a) for a in read_list(get, b"fl" + tid)):
