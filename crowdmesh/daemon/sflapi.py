@@ -226,7 +226,8 @@ class SflApi:
             # why: ``task create`` answers with the id at once; a ``task show`` right after
             # must not call the operator's own new task unknown
             if task_hex.lower() in self._created.values():
-                return {"task": task_hex.lower(), "phase": "pending"}
+                return {"task": task_hex.lower(), "phase": "pending", "round": 0,
+                        "workers": [], "history": []}
             raise
         tid, get = task.task_id, self._get
         workers: list[JsonObj] = []

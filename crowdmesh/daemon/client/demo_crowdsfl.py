@@ -166,11 +166,12 @@ async def create_task(net: Testnet, rounds: int) -> str:
 async def _show(req: NodeHandle, task: str) -> dict[str, Any] | None:
     """The requester's ``task_show``, or None while the sfl-create call is not in a block."""
     try:
-        return dict(await req.rpc("task_show", [task]))
+        view = dict(await req.rpc("task_show", [task]))
     except RpcCallError as exc:
         if exc.code != "sfl-unknown-task":
             raise
         return None
+    return None if view["phase"] == "pending" else view
 
 
 def _label(key: tuple[int, str], rounds: int) -> str:

@@ -108,7 +108,8 @@ async def _scenario(s, cfg: NodeConfig) -> None:
     assert created["task"] and again["task"] == created["task"]
     assert created["spec"]["layers"] == [30, 6, 2] and created["spec"]["bundle_chunks"] == 3
     # our own new task, not in a block yet, is pending (not unknown)
-    assert (await call(s, "task_show", [created["task"]]))["phase"] == "pending"
+    pending = await call(s, "task_show", [created["task"]])
+    assert pending["phase"] == "pending" and pending["round"] == 0 and pending["history"] == []
     await s.mining.generate(1)
     listed = await call(s, "task_list", [])
     assert [t["task"] for t in listed] == [created["task"]]
