@@ -48,7 +48,7 @@ from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.errors import ValidationError
 from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import Effect, LogEvent, ScheduleAt, StoreDelete, StorePut, SubmitCall
-from crowdmesh.roles.events import BlockConnected, CallRejected, Event, JobFailed
+from crowdmesh.roles.events import BlockConnected, CallRejected, Event, JobFailed, JobFinished
 from crowdmesh.roles.sfl_events import SflConfigured, SflTaskSeen
 
 if TYPE_CHECKING:
@@ -362,6 +362,19 @@ def task_seen(state: TaskState | None, event: Event, ctx: RoleContext,
     if state is None and ctx.store.get(TASKS + task_id) is None:
         return None, []  # a late wake-up (``beacon``) for a task that has ended here
     return reconcile(state or TaskState(task_id), ctx, table)
+
+
+Finishers = Mapping[str, Callable[[TaskState, JobFinished, RoleContext], Result]]
+
+
+def job_finished(state: TaskState | None, event: Event, ctx: RoleContext,
+                 finishers: Finishers) -> Result:
+    """Hand a finished job to its role's finisher by the job's kind (unknown kind: no-op)."""
+    assert isinstance(event, JobFinished)
+    kind = step_of(event.job_id).split("-", 1)[-1]
+    if state is None or kind not in finishers:
+        return state, []
+    return finishers[kind](state, event, ctx)
 
 
 def job_failed(state: TaskState | None, event: Event, ctx: RoleContext) -> Result:

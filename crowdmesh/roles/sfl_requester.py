@@ -257,11 +257,7 @@ def handle_sfl_task_seen(state: TaskState | None, event: Event, ctx: RoleContext
 
 def handle_job_finished(state: TaskState | None, event: Event, ctx: RoleContext) -> Result:
     """A job returned: post the model, or store the opened models and post the accuracies."""
-    assert isinstance(event, JobFinished)
-    kind = _sfl.step_of(event.job_id).split("-", 1)[-1]
-    if state is None or kind not in _FINISHED:
-        return state, []
-    return _FINISHED[kind](state, event, ctx)
+    return _sfl.job_finished(state, event, ctx, _FINISHED)
 
 
 def handle_job_failed(state: TaskState | None, event: Event, ctx: RoleContext) -> Result:

@@ -211,11 +211,7 @@ _FINISHED: dict[str, Callable[[TaskState, JobFinished, RoleContext], Result]] = 
 
 def handle_job_finished(state: TaskState | None, event: Event, ctx: RoleContext) -> Result:
     """A training job returned its encrypted model: upload it and submit."""
-    assert isinstance(event, JobFinished)
-    kind = _sfl.step_of(event.job_id).split("-", 1)[-1]
-    if state is None or kind not in _FINISHED:
-        return state, []
-    return _FINISHED[kind](state, event, ctx)
+    return _sfl.job_finished(state, event, ctx, _FINISHED)
 
 
 def handle_job_failed(state: TaskState | None, event: Event, ctx: RoleContext) -> Result:
