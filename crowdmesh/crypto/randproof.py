@@ -21,11 +21,18 @@ Invariants:
   model. It does not check subgroup membership (the caller does: ``Bundle.validate``).
 - :func:`verify_randomness` raises ``ValidationError('bad-randproof')``; :func:`is_valid_randomness`
   is its bool twin.
+- A node checks one submission up to three times (gossip admission, its block template, the
+  block's import), so passed checks are remembered, like Bitcoin Core's signature cache: the
+  key is H(profile, T, e, s), which fixes every input of the check, so a hit answers exactly
+  what the arithmetic would. Only passes are kept, at most :data:`VERIFIED_CACHE` of them
+  (oldest dropped first). Job threads and the trio thread both verify; each cache step is one
+  ``OrderedDict`` call, atomic under the GIL, and a lost race only costs a recomputation.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -51,6 +58,8 @@ __all__ = [
 CTX_RAND = b"crowdmesh/encryption-randomness-batch/v1"
 _E_BYTES = CHALLENGE_BITS // 8
 _MAX_S_BYTES = 512  # far above any profile's response: rejects junk before arithmetic
+VERIFIED_CACHE = 4096  # passed checks remembered (32-byte keys: about 0.5 MB)
+_verified: OrderedDict[bytes, None] = OrderedDict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,12 +159,39 @@ def verify_randomness(profile: Profile, st: RandStatement, proof: RandProof | by
     if any(not 0 < v < group.p for v in st.bundle.c1):
         raise ValidationError("bad-randproof", "c1 component out of range")
     t = _statement_hash(group, st)
+    key = _cache_key(profile, t, proof)
+    if _remembered(key):
+        return
     cc = _combined_c1(group, st, t)
     with released_gil():
         a = generator(profile).pow(proof.s) * _gmp.invert(
             _gmp.powmod(cc, proof.e, group.p), group.p) % group.p
     if _challenge(group, t, cc, a) != proof.e:
         raise ValidationError("bad-randproof", "challenge mismatch")
+    _remember(key)
+
+
+def _cache_key(profile: Profile, t: bytes, proof: RandProof) -> bytes:
+    s_bytes = int(proof.s).to_bytes((int(proof.s).bit_length() + 7) // 8 or 1, "big")
+    parts = (profile.name.encode(), t, int(proof.e).to_bytes(_E_BYTES, "big"), s_bytes)
+    return hashlib.sha256(b"".join(len(x).to_bytes(4, "big") + x for x in parts)).digest()
+
+
+def _remembered(key: bytes) -> bool:
+    try:
+        _verified.move_to_end(key)
+    except KeyError:
+        return False
+    return True
+
+
+def _remember(key: bytes) -> None:
+    _verified[key] = None
+    while len(_verified) > VERIFIED_CACHE:
+        try:
+            _verified.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            break
 
 
 def is_valid_randomness(profile: Profile, st: RandStatement, proof: RandProof | bytes) -> bool:

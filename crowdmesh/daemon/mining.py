@@ -8,6 +8,8 @@ Invariants:
   batches, so a stop or a new head waits at most one batch (tens of milliseconds).
 - The template is rebuilt every :data:`TEMPLATE_REFRESH_S` so transactions that arrived while
   searching get into the block and the timestamp stays fresh.
+- The gather wait before a search ends after ``gather_s``, or earlier once the pending count
+  (``pending()``, polled every :data:`QUIET_POLL_S`) has not changed for ``quiet_s``.
 - A search that ends by itself without a block (no template could be built) is reported once
   through ``on_stopped(parent)``; a cancelled search (``stop``, a newer ``mine_on``) is not, as
   whoever cancelled it knows.
@@ -53,6 +55,7 @@ node_log = logging.getLogger("crowdmesh.node")  # block-mined & co. read as the 
 
 DEFAULT_BATCH = 20_000
 TEMPLATE_REFRESH_S = 1.0
+QUIET_POLL_S = 0.005
 U64_LIMIT = 1 << 64
 
 TemplateFn = Callable[[bytes], Block | None]
@@ -103,8 +106,10 @@ class MiningRunner:
         on_found: FoundFn,
         batch: int = DEFAULT_BATCH,
         on_stopped: StoppedFn | None = None,
+        pending: Callable[[], int] | None = None,
     ) -> None:
         self._nursery = nursery
+        self._pending = pending
         self._build = build_template
         self._on_found = on_found
         self._on_stopped = on_stopped
@@ -118,13 +123,14 @@ class MiningRunner:
         """True while a search is running."""
         return self._scope is not None
 
-    def mine_on(self, parent: bytes, gather_s: float = 0.0) -> None:
-        """Cancel any running search and start one on ``parent`` after ``gather_s`` seconds."""
+    def mine_on(self, parent: bytes, gather_s: float = 0.0, quiet_s: float = 0.0) -> None:
+        """Cancel any running search and start one on ``parent`` after the gather wait (at most
+        ``gather_s`` seconds; see the module invariants for ``quiet_s``)."""
         self.stop()
         scope = trio.CancelScope()
         self._scope = scope
         self.stats.searches += 1
-        self._nursery.start_soon(self._run, parent, scope, gather_s)
+        self._nursery.start_soon(self._run, parent, scope, gather_s, quiet_s)
 
     def stop(self) -> None:
         """Cancel the running search, if any (it ends after its current batch)."""
@@ -132,9 +138,22 @@ class MiningRunner:
             self._scope.cancel()
             self._scope = None
 
-    async def _run(self, parent: bytes, scope: trio.CancelScope, gather_s: float) -> None:
-        with scope:
+    async def _gather(self, gather_s: float, quiet_s: float) -> None:
+        if self._pending is None or not 0 < quiet_s < gather_s:
             await trio.sleep(gather_s)
+            return
+        now = trio.current_time()
+        end, quiet_from, seen = now + gather_s, now, self._pending()
+        while now < end and now - quiet_from < quiet_s:
+            await trio.sleep(QUIET_POLL_S)
+            now, count = trio.current_time(), self._pending()
+            if count != seen:
+                quiet_from, seen = now, count
+
+    async def _run(self, parent: bytes, scope: trio.CancelScope, gather_s: float,
+                   quiet_s: float) -> None:
+        with scope:
+            await self._gather(gather_s, quiet_s)
             while True:
                 template = self._build(parent)
                 if template is None:
@@ -205,7 +224,8 @@ class BlockProducer:
     def attach(self, nursery: trio.Nursery) -> MiningRunner:
         """Create the search runner in the node's nursery."""
         self.runner = MiningRunner(nursery, self._template, self._on_mined,
-                                   on_stopped=self._on_search_stopped)
+                                   on_stopped=self._on_search_stopped,
+                                   pending=lambda: len(self._ledger.mempool))
         return self.runner
 
     def _template(self, parent: bytes) -> Block | None:

@@ -132,4 +132,4 @@ class RoleHost:
         for event in block_events(result, receipts_of):
             self.deliver(event)
         head = self._chain.head()
-        self.deliver(HeadChanged(head.hash, head.height))
+        self.deliver(HeadChanged(head.hash, head.height, bytes(head.miner)))

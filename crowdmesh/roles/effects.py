@@ -55,6 +55,8 @@ class MineOn(Effect):
     parent: bytes
     height: int
     gather_ms: int = 0  # wait this long first, so one block carries a burst of transactions
+    # why: start early once no transaction arrived for this long (0: always wait gather_ms)
+    quiet_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ class HeadChanged(Event):
     TYPE: ClassVar[str] = "head-changed"
     head: bytes
     height: int
+    miner: bytes = b""  # the tip's reward address (the miner role tells sole mining apart)
 
 
 @dataclass(frozen=True, slots=True)

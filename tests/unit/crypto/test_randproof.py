@@ -87,3 +87,33 @@ def test_malformed_proofs_are_refused() -> None:
     assert _code(DEFAULT, st, RandProof(proof.e, 1 << 2000)) == "bad-randproof"
     empty = RandStatement(ALICE, TASK, 3, Bundle(b"", (), ()))
     assert _code(DEFAULT, empty, proof) == "bad-randproof"
+
+
+def test_a_passed_check_is_remembered_and_answers_only_the_same_inputs(monkeypatch) -> None:
+    """The second check of the same (statement, proof) does no arithmetic; a proof differing
+    in e or s, or the same proof for another round, is still checked and refused."""
+    from crowdmesh.crypto import randproof
+
+    _, _, bundle, proof = _setup(seed=7)
+    st = RandStatement(ALICE, TASK, 3, bundle)
+    verify_randomness(DEFAULT, st, proof)
+
+    def no_arithmetic(*args: object) -> int:
+        raise AssertionError("a remembered check recomputed")
+
+    monkeypatch.setattr(randproof, "_combined_c1", no_arithmetic)
+    verify_randomness(DEFAULT, st, proof)  # answered from the cache
+    monkeypatch.undo()
+    assert _code(DEFAULT, st, dataclasses.replace(proof, s=proof.s + 1)) == "bad-randproof"
+    assert _code(DEFAULT, st, dataclasses.replace(proof, e=proof.e ^ 1)) == "bad-randproof"
+    assert _code(DEFAULT, RandStatement(ALICE, TASK, 4, bundle), proof) == "bad-randproof"
+
+
+def test_the_cache_of_passed_checks_is_bounded(monkeypatch) -> None:
+    from crowdmesh.crypto import randproof
+
+    monkeypatch.setattr(randproof, "VERIFIED_CACHE", 2)
+    for seed in (11, 13, 15):
+        _, _, bundle, proof = _setup(PAPER, seed)
+        verify_randomness(PAPER, RandStatement(ALICE, TASK, 3, bundle), proof)
+    assert len(randproof._verified) <= 2

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import trio
+import trio.testing
 
 from crowdmesh.chain import Block
 from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
@@ -45,6 +46,38 @@ async def test_a_cancelled_search_is_not_reported() -> None:
         runner.stop()
         await trio.sleep(0.4)
     assert stopped == []
+
+
+async def _gather_ends(pending_changes: list[float], autojump_clock: trio.testing.MockClock
+                       ) -> float:
+    """When a 1 s gather with a 50 ms quiet window ends, if the pending count changes at the
+    given (virtual) times."""
+    stopped: list[float] = []
+    count = [0]
+    async with trio.open_nursery() as nursery:
+        runner = MiningRunner(nursery, lambda parent: None, _never_found,
+                              on_stopped=lambda parent: stopped.append(trio.current_time()),
+                              pending=lambda: count[0])
+        start = trio.current_time()
+        runner.mine_on(P, gather_s=1.0, quiet_s=0.05)
+        for at in pending_changes:
+            await trio.sleep_until(start + at)
+            count[0] += 1
+        with trio.fail_after(5):
+            while not stopped:
+                await trio.sleep(0.001)
+    return stopped[0] - start
+
+
+@pytest.mark.parametrize(("changes", "low", "high"), [
+    ([], 0.05, 0.06),  # quiet from the start
+    ([0.02, 0.04], 0.09, 0.10),  # 50 ms after the last arrival
+    ([i * 0.03 for i in range(1, 40)], 1.0, 1.01),  # never quiet: the gather cap
+])
+async def test_the_gather_ends_after_a_quiet_window_or_at_its_cap(
+        changes: list[float], low: float, high: float,
+        autojump_clock: trio.testing.MockClock) -> None:
+    assert low <= await _gather_ends(changes, autojump_clock) < high
 
 
 class _Ports:

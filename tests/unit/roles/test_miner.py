@@ -34,7 +34,13 @@ from crowdmesh.roles import (
     wants_to_mine,
 )
 from crowdmesh.roles.events import Event
-from crowdmesh.roles.miner import GATHER_JITTER_MS, GATHER_MS, RETRY_S
+from crowdmesh.roles.miner import (
+    GATHER_JITTER_MS,
+    GATHER_MS,
+    QUIET_MS,
+    RETRY_S,
+    SHARED_WINDOW,
+)
 
 H0, H1 = b"\x00" * 32, b"\x01" * 32
 CTX = RoleContext(now=1_700_000_000)
@@ -47,11 +53,38 @@ def gather(height: int, salt: bytes = b"") -> int:
     return GATHER_MS + int.from_bytes(digest[:4], "big") % GATHER_JITTER_MS
 
 
+ME, OTHER = b"\x05" * 32, b"\x06" * 32
+
+
 def test_gather_jitter_differs_between_nodes_and_stays_in_range() -> None:
+    """With another miner about, each node waits its own jittered gather time."""
     waits = {gather(7, bytes([i]) * 32) for i in range(20)}
     assert len(waits) > 10 and all(GATHER_MS <= w < GATHER_MS + GATHER_JITTER_MS for w in waits)
-    _, effects = run(MinerState(H0, 7, "on-demand", salt=b"\x05" * 32), MempoolChanged(1))
-    assert effects == [MineOn(H0, 8, gather(7, b"\x05" * 32))]
+    shared = MinerState(H0, 7, "on-demand", salt=ME, other_miner_height=7)
+    _, effects = run(shared, MempoolChanged(1))
+    assert effects == [MineOn(H0, 8, gather(7, ME))]
+
+
+def test_a_sole_miner_starts_once_the_mempool_is_quiet() -> None:
+    """No other miner seen: no fork to avoid, so no jitter; the search starts after QUIET_MS
+    without a new transaction (at most GATHER_MS)."""
+    state, effects = run(MinerState(H0, 7, "on-demand", salt=ME), MempoolChanged(1))
+    assert effects == [MineOn(H0, 8, GATHER_MS, QUIET_MS)]
+    state, effects = run(state, HeadChanged(H1, 8, ME))  # our own block: still sole
+    assert effects == [MineOn(H1, 9, GATHER_MS, QUIET_MS)]
+
+
+@pytest.mark.parametrize("seen", ["tip", "competing"])
+def test_another_miner_brings_back_the_jitter_for_a_window(seen: str) -> None:
+    state = MinerState(H0, 7, "on-demand", salt=ME)
+    event = HeadChanged(H1, 8, OTHER) if seen == "tip" else CompetingTipSeen(7, H1)
+    state, _ = run(state, event)
+    at = 8 if seen == "tip" else 7
+    assert state.other_miner_height == at
+    state, effects = run(state, HeadChanged(H0, at + SHARED_WINDOW - 1, ME), MempoolChanged(1))
+    assert effects[-1] == MineOn(H0, at + SHARED_WINDOW, gather(at + SHARED_WINDOW - 1, ME))
+    state, effects = run(state, HeadChanged(H1, at + SHARED_WINDOW, ME))
+    assert effects == [MineOn(H1, at + SHARED_WINDOW + 1, GATHER_MS, QUIET_MS)]
 
 
 def run(state: MinerState, *events: Event) -> tuple[MinerState, list]:
@@ -78,9 +111,9 @@ def test_on_demand_mines_only_while_mempool_non_empty() -> None:
     state, effects = run(MinerState(H0, 0), MiningModeSet("on-demand"))
     assert effects == []
     state, effects = run(state, MempoolChanged(3))
-    assert effects == [MineOn(H0, 1, gather(0))]
+    assert effects == [MineOn(H0, 1, GATHER_MS, QUIET_MS)]
     state, effects = run(state, HeadChanged(H1, 1))
-    assert effects == [MineOn(H1, 2, gather(1))]
+    assert effects == [MineOn(H1, 2, GATHER_MS, QUIET_MS)]
     state, effects = run(state, MempoolChanged(0))
     assert effects == [StopMining()] and state.mining_on is None
     state, effects = run(state, MempoolChanged(0))
