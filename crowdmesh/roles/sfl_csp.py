@@ -178,8 +178,11 @@ def _select(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
     flagged = sorted(w for w, (_, _, flag) in zip(workers, entries, strict=True) if flag)
     picked = sorted(owner[i] for i in selected)
     record = pack([salt, [[w, sc] for w, sc in table], picked, flagged])
+    # why only for nk: a weight is the owner's public n_k, so it narrows who owns the model
+    weights = [records[owner[i]].n_k for i in selected] \
+        if chain.task.spec.aggregation == "nk" else []
     call = SubmitCall(f"r{r}-select/select", KIND_SELECT, select_payload(
-        state.task_id, r, selected, score_commitment(salt, table)))
+        state.task_id, r, selected, score_commitment(salt, table), weights))
     return ask(state, f"r{r}-select", [StorePut(SCORES + state.task_id + round_bytes(r), record),
                                        call])
 

@@ -220,11 +220,14 @@ def evaluate_job(spec: bytes, h_csp: bytes, h_req: bytes, secret_key: bytes,
     return pack([scores, plains])
 
 
-def aggregate_job(spec: bytes, models: Sequence[bytes]) -> bytes:
-    """Requester: the next global model from the selected models (the task's aggregation:
-    ``equal`` FedAvg, ``median``; ``nk`` falls back to equal weights, see docs/crowdsfl.md)."""
+def aggregate_job(spec: bytes, models: Sequence[bytes], weights: Sequence[int] = ()) -> bytes:
+    """Requester: the next global model from the selected models by the task's aggregation:
+    ``equal`` FedAvg, ``median``, or ``nk``: FedAvg weighted by the n_k the CSP's ``sfl-select``
+    gives per selected model (``weights``, in selection order)."""
     task = _spec(spec)
     parsed = [model_from_bytes(model_spec(task), m) for m in models]
-    combined = median(parsed) if task.aggregation == "median" else fedavg(parsed)
-    return model_to_bytes(combined)
+    if task.aggregation == "median":
+        return model_to_bytes(median(parsed))
+    by_nk = task.aggregation == "nk" and len(weights) == len(parsed)
+    return model_to_bytes(fedavg(parsed, list(weights) if by_nk else None))
 

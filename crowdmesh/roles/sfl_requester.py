@@ -120,6 +120,7 @@ def _aggregate(state: TaskState, chain: Chain, ctx: RoleContext, r: int) -> Resu
     step = f"r{r + 1}-model"
     selection = chain.records(b"c", r)
     ids = [bytes(i) for i in selection[0]] if selection else []
+    weights = [int(w) for w in selection[2]] if selection else []
     models = [ctx.store.get(MODELS + state.task_id + round_bytes(r) + i) for i in ids]
     present = [m for m in models if m is not None]
     if len(present) != len(models):
@@ -130,7 +131,7 @@ def _aggregate(state: TaskState, chain: Chain, ctx: RoleContext, r: int) -> Resu
         if model is None:
             return state, []
         return ask(state, step, _post_model(state, step, r + 1, model, ctx)[1])
-    return ask(state, step, [RunJob(step, aggregate_job, (chain.spec_bytes, present))])
+    return ask(state, step, [RunJob(step, aggregate_job, (chain.spec_bytes, present, weights))])
 
 
 def _next_model(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:

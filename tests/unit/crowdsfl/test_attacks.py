@@ -53,6 +53,7 @@ from crowdmesh.crypto.groups import DEFAULT
 from crowdmesh.crypto.proofs import prove_key
 from crowdmesh.crypto.randproof import encrypt_proven
 from crowdmesh.crypto.rng import DeterministicRng
+from crowdmesh.daemon.sflapi import SPEC_DEFAULTS
 from crowdmesh.errors import ValidationError
 from crowdmesh.fl import fedavg, init_model, model_to_bytes
 from crowdmesh.roles.sfl_jobs import aggregate_job, model_spec
@@ -223,17 +224,18 @@ def _vector(model_bytes: bytes) -> np.ndarray:
     return np.frombuffer(model_bytes, dtype="<f4")
 
 
-@pytest.mark.parametrize("aggregation", ["equal", "nk"])
-def test_linking_by_nk_weights(world, aggregation):
+def test_linking_by_nk_weights(world):
     """Link by n_k: every worker's n_k is public (``sfl-join``). If the next global model were
     the n_k-weighted mean of the opened models, the requester could try every assignment of the
-    public n_k to the blinded models and keep the one that reproduces w_{t+1}. Defence: the
-    requester's aggregation (``sfl_jobs.aggregate_job``) uses equal weights, also when the task
-    asks for ``nk`` (the blinded list carries no per-id weight). No assignment of the public
-    n_k reproduces the posted aggregate."""
-    spec = base_spec(aggregation=aggregation)
+    public n_k to the blinded models and keep the one that reproduces w_{t+1}. Defence: a task
+    aggregates with equal weights unless its creator asks for ``nk`` (``sfl_jobs.aggregate_job``
+    with no weights; the default spec of ``task create`` says ``equal``). No assignment of the
+    public n_k reproduces the posted aggregate. (An ``nk`` task gives up this unlinkability by
+    choice: its ``sfl-select`` names each selected model's n_k, see docs/crowdsfl.md.)"""
+    assert SPEC_DEFAULTS["aggregation"] == "equal"
+    spec = base_spec(aggregation="equal")
     nk = [100, 400, 1600]
-    task = world.create(aggregation=aggregation)
+    task = world.create(aggregation="equal")
     for w, n in zip(W3, nk, strict=True):
         world.join(task, w, n_k=n)
     assert [load_worker(world.chain.state_get, task, w.public).n_k for w in W3] == nk

@@ -17,6 +17,7 @@ from crowdmesh.chain.contracts.crowdsfl import (
     KIND_SETTLE,
     KIND_SUBMIT,
     KIND_TIMEOUT,
+    Phase,
     accuracy_payload,
     blinded_payload,
     create_payload,
@@ -383,6 +384,27 @@ def test_sfl_select_too_many(world):
 def test_sfl_select_below_threshold(world):
     task, outs = _scored_task(world, accs=[9000, 4000, 9000])  # min_accuracy_bps = 5000
     assert _select(world, task, [outs[1].bundle_id]) == "sfl-select-below-threshold"
+
+
+def test_sfl_select_weights(world):
+    """An nk task's selection carries each selected model's n_k, from this round's
+    submitters' n_k (all 1000 here); a task of another aggregation carries none."""
+    ids = None
+
+    def select(task: bytes, weights) -> str:
+        payload = select_payload(task, 0, ids, bytes(32), weights)
+        return world.code(world.tx(CSP, KIND_SELECT, payload))
+
+    task, outs = _scored_task(world, aggregation="nk")
+    ids = [o.bundle_id for o in outs]
+    assert select(task, [1000, 1000]) == "sfl-select-weights"  # one per selected id
+    assert select(task, [1000, 1000, 999]) == "sfl-select-weights"  # nobody declared 999
+    assert select(task, []) == "sfl-select-weights"
+    world.send(CSP, KIND_SELECT, select_payload(task, 0, ids, bytes(32), [1000] * 3))
+    assert world.phase(task).phase == Phase.SELECTED
+    task, outs = _scored_task(world)
+    ids = [o.bundle_id for o in outs]
+    assert select(task, [1000] * 3) == "sfl-select-weights"  # an equal-weight task
 
 
 # -- settlement and timeouts ------------------------------------------------------------------

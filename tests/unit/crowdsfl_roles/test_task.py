@@ -73,11 +73,16 @@ def test_a_whole_task_runs_to_settlement_and_pays(net):
     assert all(n.host.instances(next(iter(n.roles))) == [] for n in net.nodes)
 
 
-def test_the_final_model_is_bit_identical_to_in_process_fedavg(net):
-    _, _, _, task, shards = setup(net)
+@pytest.mark.parametrize("aggregation", ["equal", "nk"])
+def test_the_final_model_is_bit_identical_to_in_process_fedavg(net, aggregation):
+    """``nk`` weighs each selected model by its owner's n_k (the shards differ in size, so
+    equal weights would give other bytes)."""
+    _, _, _, task, shards = setup(net, aggregation=aggregation)
+    sizes = {WORKERS[i].public: len(y) for i, (_, y) in enumerate(shards)}
+    assert len(set(sizes.values())) > 1
     net.run_until(task, DONE)
     net.mine()
-    spec = task_spec()
+    spec = task_spec(aggregation=aggregation)
     current = model_from_bytes(model_spec(spec), chain_model(net, task, 0))
     for r in range(spec.rounds):
         uploads = {}
@@ -87,7 +92,9 @@ def test_the_final_model_is_bit_identical_to_in_process_fedavg(net):
             uploads[WORKERS[i].public] = local_train(current, x, y, train_spec(spec),
                                                      generator(seed, b"train"))
         owner = owners(net, task, r)
-        current = fedavg([uploads[owner[i]] for i in selected(net, task, r)])
+        picked = [owner[i] for i in selected(net, task, r)]
+        weights = [sizes[w] for w in picked] if aggregation == "nk" else None
+        current = fedavg([uploads[w] for w in picked], weights)
         assert model_to_bytes(current) == chain_model(net, task, r + 1), f"round {r}"
     (x_held, y_held), _ = split_default(3)
     assert accuracy(current, x_held, y_held) > 0.85

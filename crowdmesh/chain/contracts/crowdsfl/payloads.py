@@ -67,7 +67,7 @@ SCHEMAS: dict[str, Schema] = {
     KIND_SUBMIT: ("b32", "u", "b32", "proof"),
     KIND_BLINDED: ("b32", "u", ("*", ("b16", "b32"))),
     KIND_ACCURACY: ("b32", "u", ("*", ("b16", "u", "u"))),
-    KIND_SELECT: ("b32", "u", ("*", "b16"), "b32"),
+    KIND_SELECT: ("b32", "u", ("*", "b16"), "b32", ("*", "u")),
     KIND_SETTLE: ("b32", ("*", ("b32", "u", "u"))),
     KIND_TIMEOUT: ("b32",),
 }
@@ -127,9 +127,11 @@ def accuracy_payload(task_id: bytes, round_: int,
     return pack([task_id, round_, [[i, a, f] for i, a, f in entries]])
 
 
-def select_payload(task_id: bytes, round_: int, ids: Sequence[bytes], commitment: bytes) -> bytes:
-    """``sfl-select``: the selected blinded ids and the score-table commitment."""
-    return pack([task_id, round_, list(ids), commitment])
+def select_payload(task_id: bytes, round_: int, ids: Sequence[bytes], commitment: bytes,
+                   weights: Sequence[int] = ()) -> bytes:
+    """``sfl-select``: the selected blinded ids, the score-table commitment and, in a task
+    aggregating by ``nk``, each selected model's n_k (empty otherwise)."""
+    return pack([task_id, round_, list(ids), commitment, list(weights)])
 
 
 def settle_payload(task_id: bytes, split: Sequence[tuple[bytes, int, int]]) -> bytes:

@@ -32,6 +32,8 @@ rules in the order listed, each with its own code:
 
 from __future__ import annotations
 
+from collections import Counter
+
 from crowdmesh.chain.codec import pack, unpack
 from crowdmesh.chain.contracts.base import Event, TxContext, decode_payload
 from crowdmesh.chain.contracts.blob import blob_info
@@ -324,13 +326,37 @@ def _check_selection(c: Call, ids: list[bytes]) -> None:
         raise ValidationError("sfl-select-below-threshold", f"accuracy < {floor} or flagged")
 
 
+def _round_sizes(c: Call) -> Counter[int]:
+    """The n_k of every worker who submitted this round (a multiset)."""
+    task_id, round_ = c.task.task_id, c.status.round
+    sizes: Counter[int] = Counter()
+    for w in task_workers(c.state.get, task_id):
+        rec = load_worker(c.state.get, task_id, w)
+        if rec is not None and c.state.get(round_key(b"u", task_id, round_, w)) is not None:
+            sizes[rec.n_k] += 1
+    return sizes
+
+
+def _check_weights(c: Call, ids: list[bytes], weights: list[int]) -> None:
+    """An ``nk`` task: one n_k per selected id, drawn from this round's submitters' n_k (which
+    id gets which the CSP alone knows, as it knows the ranking); other tasks: none."""
+    if c.task.spec.aggregation != "nk":
+        if weights:
+            raise ValidationError("sfl-select-weights", "only an nk task carries weights")
+        return
+    if len(weights) != len(ids) or Counter(weights) - _round_sizes(c):
+        raise ValidationError("sfl-select-weights", "want each selected model's n_k")
+
+
 def on_select(c: Call) -> tuple[Event, ...]:
     """``sfl-select`` (SCORED): selected ids plus a commitment to the CSP's score table."""
     require_csp(c)
     expect_round(c, c.status.round)
-    ids, commitment = c.args[1], c.args[2]
+    ids, commitment, weights = c.args[1], c.args[2], c.args[3]
     _check_selection(c, ids)
-    c.state.set(round_key(b"c", c.task.task_id, c.status.round), pack([ids, commitment]))
+    _check_weights(c, ids, weights)
+    c.state.set(round_key(b"c", c.task.task_id, c.status.round),
+                pack([ids, commitment, weights]))
     last = c.status.round + 1 == c.task.spec.rounds
     move(c, Phase.FINAL if last else Phase.SELECTED, c.task.spec.t_step)
     return (Event("sfl-selected", (c.task.task_id, c.status.round, len(ids), commitment)),)
