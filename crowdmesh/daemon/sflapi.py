@@ -24,11 +24,27 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields, replace
 from typing import Any, Final
 
+import trio
+
 from crowdmesh.chain.contracts import REGISTER_KEY
 from crowdmesh.chain.contracts.blob import blob_bytes
-from crowdmesh.chain.contracts.crowdsfl import Phase, TaskSpec, create_payload, task_status
-from crowdmesh.chain.contracts.crowdsfl.records import load_worker, read_list, round_key
+from crowdmesh.chain.contracts.crowdsfl import (
+    KIND_TIMEOUT,
+    Phase,
+    TaskSpec,
+    create_payload,
+    task_status,
+    timeout_payload,
+)
+from crowdmesh.chain.contracts.crowdsfl.records import (
+    load_worker,
+    read_list,
+    round_key,
+    task_workers,
+)
 from crowdmesh.chain.contracts.registry import register_key_payload, registered_key
+from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
+from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.crypto.elgamal import generator
 from crowdmesh.crypto.encoding import chunks_needed
 from crowdmesh.crypto.groups import PROFILES
@@ -51,6 +67,7 @@ SFL_ROLES: Final = frozenset({Role.REQUESTER, Role.WORKER, Role.CSP})
 MAX_LIST: Final = 1000
 _CREATE_PREFIX: Final = "create-"  # the requester's call id of a task request (sfl_requester)
 _REGISTER_ID: Final = "elgamal-register-"
+BLOCK_WAIT_S: Final = 60.0  # task_timeout: how long to wait for a block past the deadline
 # What ``task create`` fills in when the operator leaves a field out (paper-sized: k = 3, t = 5).
 SPEC_DEFAULTS: Final[dict[str, Any]] = {
     "profile": "default", "hidden": [6], "activation": "relu", "init": "he", "epochs": 3,
@@ -209,6 +226,61 @@ class SflApi:
         self._host.deliver(SflJoinRequested(task.task_id))
         return {"task": task.task_id.hex(), "requested": True}
 
+    async def task_timeout(self, task_hex: str) -> JsonObj:
+        """Send ``sfl-timeout`` for a stalled task (anyone may, once its deadline passed): the
+        task aborts and every escrowed coin goes back. ``sfl-not-expired`` (saying until when)
+        while nothing is overdue; ``sfl-wrong-phase`` for a finished task.
+
+        The contract judges the deadline by block time, so when only the wall clock is past it
+        (an idle chain mines nothing on demand) a self-transfer brings a fresh block first, as
+        the roles' beacon does; ``sfl-no-block`` if none comes within :data:`BLOCK_WAIT_S`.
+        """
+        task, status = self._task(task_hex)
+        _open(status)
+        few = len(task_workers(self._get, task.task_id)) < task.spec.min_workers
+        due = min(status.window_end, status.stall_at) \
+            if status.phase is Phase.JOINING and few else status.stall_at
+        if time.time() <= due:
+            raise ValidationError("sfl-not-expired", f"until {due} ({due - int(time.time())} s)")
+        beacon = None
+        if self._ledger.chain.head.timestamp <= due:
+            beacon = self._beacon(due)
+            await self._block_after(due)
+            task, status = self._task(task_hex)
+            if status.phase is Phase.ABORTED:  # a role's own timeout in that block was first
+                return {"task": task.task_id.hex(), "beacon": beacon, "call": None,
+                        "phase": "aborted"}
+            _open(status)
+        # why phase and round in the id: a later stall of the same task is a new call
+        call_id = f"timeout-{task.task_id.hex()}-{int(status.phase)}-{status.round}"
+        try:
+            call = self._calls.request_now(OPERATOR, call_id, KIND_TIMEOUT,
+                                           timeout_payload(task.task_id))
+        except ValidationError as exc:
+            if exc.code != "sfl-wrong-phase" or beacon is None:
+                raise
+            # why: the dry run applies our account's pending txs first, and a role of this
+            # node sent its own timeout meanwhile: the task is already being aborted
+            return {"task": task.task_id.hex(), "beacon": beacon, "call": None,
+                    "phase": "aborting"}
+        return {"task": task.task_id.hex(), "beacon": beacon, "call": call,
+                "phase": _PHASES[status.phase]}
+
+    def _beacon(self, deadline: int) -> JsonObj:
+        me = self._calls.account
+        if me is None:
+            raise UsageError("no-account", "configure [account] key in the daemon's config")
+        return self._calls.request_now(OPERATOR, f"beacon-{deadline}", TRANSFER,
+                                       transfer_payload(me, 1))
+
+    async def _block_after(self, deadline: int) -> None:
+        with trio.move_on_after(BLOCK_WAIT_S):
+            while self._ledger.chain.head.timestamp <= deadline:
+                await trio.sleep(0.05)
+            return
+        raise ValidationError("sfl-no-block", f"no block past {deadline} within "
+                              f"{BLOCK_WAIT_S:.0f} s: is any node mining?")
+
     # -- views ------------------------------------------------------------------------------
 
     def task_list(self) -> list[JsonObj]:
@@ -298,6 +370,11 @@ class SflApi:
             ids = [bytes(i) for i in selected[0]]
             out["selected"] = [_position(blinded, i) for i in ids]
         return out
+
+
+def _open(status: Any) -> None:
+    if status.phase in (Phase.SETTLED, Phase.ABORTED):
+        raise ValidationError("sfl-wrong-phase", f"the task is {_PHASES[status.phase]}")
 
 
 def _position(blinded: list[Any], ident: bytes) -> int:

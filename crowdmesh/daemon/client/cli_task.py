@@ -1,8 +1,9 @@
-"""Command group ``task``: CrowdSFL tasks (``task create|list|show|join|watch|model``).
+"""Command group ``task``: CrowdSFL tasks (``task create|list|show|join|timeout|watch|model``).
 
 Commands: ``task create [--spec FILE] [--csp ACCOUNT] [--rounds N] …`` (flags override the spec
 file, a TOML or JSON object of spec fields; ``--csp`` is required one way or the other),
-``task list``, ``task show ID``, ``task join ID``, ``task watch ID [--for S]`` (prints each
+``task list``, ``task show ID``, ``task join ID``, ``task timeout ID`` (abort a task whose
+deadline passed: every coin goes back), ``task watch ID [--for S]`` (prints each
 phase or round change until the task is settled or aborted, bounded by ``--for``),
 ``task model ID [--round N] --out FILE.npz``.
 
@@ -86,7 +87,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
         create.add_argument("--" + flag.replace("_", "-"), dest=flag)
     create.add_argument("--id", dest="request_id", default=uuid.uuid4().hex)
     sub.add_parser("list", help="every task on chain")
-    for name, help_ in (("show", "one task"), ("join", "join as worker")):
+    for name, help_ in (("show", "one task"), ("join", "join as worker"),
+                        ("timeout", "abort a task whose deadline passed (refunds every coin)")):
         sub.add_parser(name, help=help_).add_argument("task_id")
     watch = sub.add_parser("watch", help="print progress until settled or aborted")
     watch.add_argument("task_id")
@@ -150,6 +152,7 @@ _ACTIONS: Final[dict[str, Callable[[Invocation], Awaitable[Any]]]] = {
     "list": lambda inv: inv.call("task_list"),
     "show": lambda inv: inv.call("task_show", [inv.args.task_id]),
     "join": lambda inv: inv.call("task_join", [inv.args.task_id]),
+    "timeout": lambda inv: inv.call("task_timeout", [inv.args.task_id]),
     "watch": _watch,
     "model": _model,
 }
@@ -167,6 +170,5 @@ def _run(inv: Invocation) -> int:
     return EXIT_OK if result["phase"] == "settled" else EXIT_ERROR
 
 
-GROUP: Final = CommandGroup("task", "CrowdSFL tasks: create, list, show, join, watch, model", {
-    "task": Command("CrowdSFL tasks: create, list, show, join, watch, model", _run, _setup),
-})
+_SUMMARY: Final = "CrowdSFL tasks: create, list, show, join, timeout, watch, model"
+GROUP: Final = CommandGroup("task", _SUMMARY, {"task": Command(_SUMMARY, _run, _setup)})

@@ -51,6 +51,8 @@ METHODS: Final[MethodTable] = {
                           doc="create a CrowdSFL task as requester (idempotent by id)"),
     "task_join": Method((("task", param_hex),), lambda s, a: _sfl(s).task_join(a[0]),
                         doc="join a task as worker"),
+    "task_timeout": Method((("task", param_hex),), lambda s, a: _sfl(s).task_timeout(a[0]),
+                           doc="abort a stalled task after its deadline (refunds every coin)"),
     "task_list": Method((), lambda s, a: _sfl(s).task_list(), doc="every task on chain"),
     "task_show": Method((("task", param_hex),), lambda s, a: _sfl(s).task_show(a[0]),
                         doc="one task: phase, deadlines, workers, rounds, escrow"),

@@ -49,6 +49,9 @@ class FakeNode(_BaseFake):
     def task_join(self, task_hex):
         return {"task": task_hex, "requested": True}
 
+    async def task_timeout(self, task_hex):
+        return {"task": task_hex, "beacon": None, "call": None, "phase": "aborted"}
+
     def task_list(self):
         return []
 
@@ -75,7 +78,8 @@ SAMPLE_PARAMS = {
     "report_pending": [], "report_list": [], "report_show": ["ab" * 32], "rewards": ["ee" * 32],
     "elgamal_key": [], "elgamal_register": ["default"],
     "task_create": [{"csp": "ee" * 32, "rounds": 2}, "t1"], "task_join": ["ab" * 32],
-    "task_list": [], "task_show": ["ab" * 32], "task_model": ["ab" * 32, 1],
+    "task_timeout": ["ab" * 32], "task_list": [], "task_show": ["ab" * 32],
+    "task_model": ["ab" * 32, 1],
     "setnetworkactive": [False],
 }
 SERVER_OWN = {"ready", "stop", "methods", "subscribe", "unsubscribe"}

@@ -120,6 +120,36 @@ async def _scenario(s, cfg: NodeConfig) -> None:
     with pytest.raises(NotFound) as info:
         await call(s, "task_model", [created["task"], None])
     assert info.value.code == "sfl-no-model"
+    await _timeouts(s, spec, created["task"])
+
+
+async def _timeouts(s, spec: dict, open_task: str) -> None:
+    """``task_timeout``: refused while nothing is overdue, then aborts a task nobody joined
+    before its (one-second) join deadline, refunding the pool; a finished task refuses."""
+    assert await code_of(s, "task_timeout", [open_task]) == "sfl-not-expired"
+    assert await code_of(s, "task_timeout", ["ab" * 32]) == "sfl-unknown-task"
+    lonely = (await call(s, "task_create", [{**spec, "join_window": 1}, "r8"]))["task"]
+    await s.mining.generate(1)
+    await trio.sleep(2.1)  # past the join deadline by the wall clock, not yet by block time
+    sent: dict = {}
+
+    async def timeout() -> None:
+        sent.update(await call(s, "task_timeout", [lonely]))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(timeout)
+        while not sent:  # mining is off here: the beacon waits for a block, so give it one
+            await trio.sleep(0.1)
+            if s.node.ledger.mempool:
+                await s.mining.generate(1)
+    # this node is the requester, so its role may time the task out in the beacon's block
+    assert sent["task"] == lonely and sent["beacon"]["kind"] == "transfer"
+    assert sent["call"] is None if sent["phase"] in ("aborted", "aborting") \
+        else sent["call"]["kind"] == "sfl-timeout"
+    await s.mining.generate(1)
+    shown = await call(s, "task_show", [lonely])
+    assert shown["phase"] == "aborted" and shown["escrow"] == 0
+    assert await code_of(s, "task_timeout", [lonely]) == "sfl-wrong-phase"
 
 
 async def test_a_node_without_a_crowdsfl_role_answers_sfl_off(tmp_path):
