@@ -1,12 +1,14 @@
 """Plain-integer edwards25519 arithmetic for what libsodium does not expose.
 
 Used by ``crowdmesh.crypto.ecvrf`` for: strict RFC 8032 §5.1.3 point decoding, scalar
-multiplication of points outside the prime-order subgroup, and RFC 9380 hash-to-curve
-(edwards25519_XMD:SHA-512_ELL2_NU_), all of which libsodium either refuses or does not offer.
+multiplication of points outside the prime-order subgroup, RFC 9380 hash-to-curve
+(edwards25519_XMD:SHA-512_ELL2_NU_), all of which libsodium either refuses or does not offer,
+and the integer half of n·P from X25519 ladders (Montgomery form, ladder scalars, recovery).
 
 Invariants:
-- Field elements are ints in [0, P). Points are extended coordinates (X, Y, Z, T) with
-  x = X/Z, y = Y/Z, x·y = T/Z, on -x² + y² = 1 + d·x²·y².
+- Field elements are ints in [0, P) (gmpy2 ``mpz`` once reduced by ``_PM``, which behave as
+  ints). Points are extended coordinates (X, Y, Z, T) with x = X/Z, y = Y/Z, x·y = T/Z, on
+  -x² + y² = 1 + d·x²·y².
 - ``decode`` accepts exactly the canonical RFC 8032 encodings of curve points and nothing else.
 - The addition law is the complete one for a = -1 (d is a non-square), so it also doubles and
   handles the identity and torsion points without special cases.
@@ -16,28 +18,37 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
-import gmpy2
+from crowdmesh.crypto import _gmp
 
 __all__ = [
     "IDENTITY",
     "L",
+    "Montgomery",
     "P",
     "Point",
     "clear_cofactor",
     "decode",
     "decode_or_raise",
+    "double",
     "encode",
     "encode_to_curve",
     "expand_message_xmd",
+    "from_ladders",
     "hash_to_field",
     "is_identity",
+    "ladder_scalar",
     "map_to_curve_elligator2",
     "scalar_mult",
     "to_affine",
+    "to_montgomery",
 ]
 
 P = 2**255 - 19
+# why an mpz modulus in the hot paths: 255-bit products reduce about twice as fast in GMP, and
+# once reduced by it every coordinate stays an mpz (which behaves as an int everywhere here)
+_PM = _gmp.mpz(P)
 L = 2**252 + 27742317777372353535851937790883648493  # prime order of the main subgroup
 D = (-121665 * pow(121666, -1, P)) % P
 SQRT_M1 = pow(2, (P - 1) // 4, P)
@@ -46,26 +57,31 @@ IDENTITY = (1).to_bytes(32, "little")
 Point = tuple[int, int, int, int]
 _NEUTRAL: Point = (0, 1, 1, 0)
 _D2 = 2 * D % P
+_SQRT_EXP = (P - 5) // 8
+_Y_MASK = (1 << 255) - 1
 
 
 def _pow(base: int, exponent: int) -> int:
     # why gmpy2: a 255-bit modular power is ~10x faster than int.__pow__ and decoding needs one
-    return int(gmpy2.powmod(base, exponent, P))
+    return _gmp.powmod(base, exponent, _PM)
 
 
 def _inv(a: int) -> int:
-    return int(gmpy2.invert(a, P))
+    return _gmp.invert(a, _PM)
 
 
 def _sqrt_ratio(u: int, v: int) -> int | None:
     """A square root of u/v mod P, or None (RFC 8032 §5.1.3 step 2-3)."""
-    v3 = v * v * v % P
-    x = u * v3 * _pow(u * v3 * v3 * v % P, (P - 5) // 8) % P
-    vx2 = v * x * x % P
-    if vx2 == u % P:
+    u %= P  # why reduce first: callers pass products of up to three field elements
+    v %= P
+    v3 = v * v % _PM * v % _PM
+    uv3 = u * v3 % _PM
+    x = uv3 * _pow(uv3 * v3 % _PM * v % _PM, _SQRT_EXP) % _PM
+    vx2 = v * x % _PM * x % _PM
+    if vx2 == u:
         return x
-    if vx2 == (-u) % P:
-        return x * SQRT_M1 % P
+    if vx2 == P - u:
+        return x * SQRT_M1 % _PM
     return None
 
 
@@ -74,15 +90,16 @@ def decode(s: bytes) -> Point | None:
     if len(s) != 32:
         return None
     n = int.from_bytes(s, "little")
-    sign, y = n >> 255, n & ((1 << 255) - 1)
+    sign, y = n >> 255, n & _Y_MASK
     if y >= P:
         return None
-    x = _sqrt_ratio(y * y - 1, D * y * y + 1)
+    yy = y * y % _PM
+    x = _sqrt_ratio(yy - 1, D * yy + 1)
     if x is None or (x == 0 and sign == 1):
         return None
     if x & 1 != sign:
         x = P - x
-    return (x, y, 1, x * y % P)
+    return (x, y, 1, x * y % _PM)
 
 
 def decode_or_raise(s: bytes) -> Point:
@@ -97,7 +114,7 @@ def to_affine(point: Point) -> tuple[int, int]:
     """Return (x, y)."""
     x, y, z, _ = point
     z_inv = _inv(z)
-    return x * z_inv % P, y * z_inv % P
+    return x * z_inv % _PM, y * z_inv % _PM
 
 
 def encode(point: Point) -> bytes:
@@ -110,19 +127,32 @@ def add(p1: Point, p2: Point) -> Point:
     """Complete twisted Edwards addition (add-2008-hwcd-3, a = -1)."""
     x1, y1, z1, t1 = p1
     x2, y2, z2, t2 = p2
-    a = (y1 - x1) * (y2 - x2) % P
-    b = (y1 + x1) * (y2 + x2) % P
-    c = t1 * _D2 * t2 % P
-    d = z1 * 2 * z2 % P
+    a = (y1 - x1) * (y2 - x2) % _PM
+    b = (y1 + x1) * (y2 + x2) % _PM
+    c = t1 * _D2 * t2 % _PM
+    d = z1 * 2 * z2 % _PM
     e, f, g, h = b - a, d - c, d + c, b + a
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
+    return (e * f % _PM, g * h % _PM, f * g % _PM, e * h % _PM)
+
+
+def double(point: Point) -> Point:
+    """2·point (dbl-2008-hwcd, a = -1): 4 squarings and 4 products where ``add`` needs 9
+    products; it never reads T, so callers may chain it and set T once at the end."""
+    x1, y1, z1, _ = point
+    a = x1 * x1 % _PM
+    b = y1 * y1 % _PM
+    c = 2 * z1 * z1 % _PM
+    h = a + b
+    xy = x1 + y1
+    e = h - xy * xy % _PM
+    g = a - b
+    f = c + g
+    return (e * f % _PM, g * h % _PM, f * g % _PM, e * h % _PM)
 
 
 def clear_cofactor(point: Point) -> Point:
     """8·point: three doublings (lands in the prime-order subgroup)."""
-    for _ in range(3):
-        point = add(point, point)
-    return point
+    return double(double(double(point)))
 
 
 def is_identity(point: Point) -> bool:
@@ -218,3 +248,91 @@ def encode_to_curve(msg: bytes, dst: bytes) -> Point:
     """RFC 9380 §3 encode_to_curve (nonuniform): hash_to_field, map, clear cofactor h = 8."""
     (u,) = hash_to_field(msg, dst, 1)
     return clear_cofactor(map_to_curve_elligator2(u))
+
+
+# -- n·P from two X25519 ladders (RFC 7748), for P in the prime-order subgroup -------------
+#
+# libsodium's edwards25519 scalar multiplication first proves its input lies in the prime-order
+# subgroup (a multiplication by L), so it costs about three X25519 ladders. When the caller
+# already knows P is in that subgroup, two ladders give n·P exactly: u(n·P) and u((n+1)·P),
+# then Okeya-Sakurai recovery of v(n·P) from the Montgomery addition law, with no square root.
+
+
+@dataclass(frozen=True, slots=True)
+class Montgomery:
+    """A point in the prime-order subgroup on curve25519, v² = u³ + A·u² + u (RFC 7748 §4.1).
+
+    Attributes:
+        u, v: its coordinates; neither is 0 (the point is not the identity or of order 2).
+        inv_2v: 1/(2·v) mod P, the denominator of every recovery from this point.
+        u_bytes: u as X25519 takes it (32 bytes little-endian).
+    """
+
+    u: int
+    v: int
+    inv_2v: int
+    u_bytes: bytes
+
+
+_LADDER_TOP = 1 << 254  # X25519 sets bit 254, clears bit 255 and the 3 low bits (RFC 7748 §5)
+_INV8 = pow(8, -1, L)
+_M_SUM = -2 * _LADDER_TOP * _INV8 % L
+_INV_2C = pow(2 * _C_EDWARDS, -1, P)
+
+
+def to_montgomery(point: Point) -> Montgomery | None:
+    """The curve25519 form of an edwards25519 point of the prime-order subgroup (the caller
+    vouches for that), or None for x = 0 (the identity and (0, -1)), which has no usable form.
+
+    RFC 7748 §4.1: u = (1 + y)/(1 - y) = (Z + Y)/(Z - Y) and v = c·u/x = c·(Z + Y)·Z/((Z - Y)·X),
+    with c = sqrt(-486664); one inversion serves u, v and 1/(2·v).
+    """
+    x, y, z, _ = point
+    a, b = (z - y) % _PM, (z + y) % _PM
+    if x % _PM == 0 or a == 0:
+        return None  # x = 0, so y = ±1: u is 0 or undefined
+    xa, zb = x * a % _PM, z * b % _PM
+    inv = _inv(xa * zb)  # 1/(X·(Z - Y)·Z·(Z + Y)), non-zero: Z ≠ 0, X ≠ 0, y ≠ ±1
+    u = b * x % _PM * zb % _PM * inv % _PM
+    v = _C_EDWARDS * zb % _PM * zb % _PM * inv % _PM
+    inv_2v = _INV_2C * xa % _PM * xa % _PM * inv % _PM
+    return Montgomery(u, v, inv_2v, u.to_bytes(32, "little"))
+
+
+def ladder_scalar(n: int) -> bytes | None:
+    """A 32-byte k ≡ ±n (mod L) that X25519's clamping leaves unchanged (2^254 ≤ k < 2^255,
+    8 | k), or None if neither n nor -n has one: exactly when n/8 mod L lies within L - 2^252
+    (≈ 2^124.4) of 0, e.g. n ≡ 0 (mod 8) below ≈ 2^127.4 (1 in 12 of the 128-bit challenges c).
+
+    On the prime-order subgroup k·P = ±n·P, and u(±n·P) is the same u.
+    """
+    m = (n - _LADDER_TOP) * _INV8 % L  # k = 2^254 + 8·m ≡ n
+    if m >= 1 << 251:
+        m = (_M_SUM - m) % L  # the m of -n: m(n) + m(-n) ≡ -2^255/8 (mod L)
+    if m >= 1 << 251:
+        return None
+    return (_LADDER_TOP + 8 * m).to_bytes(32, "little")
+
+
+def _rhs(u: int) -> int:
+    return (u * u % _PM * u + _J * u * u + u) % _PM
+
+
+def from_ladders(base: Montgomery, u1: int, u2: int, step: int) -> bytes | None:
+    """encode(Q) for Q = n·base, given u1 = u(Q) and u2 = u(Q + step·base) (from X25519) with
+    step = ±1, or None when Q = ±base or has no image this formula reaches (caller falls back).
+
+    From the addition law (v1 - step·vP)² = (u1 + uP + u2 + A)·(u1 - uP)² and v² = rhs(u):
+    v1 = (rhs(u1) + rhs(uP) - (u1 + uP + u2 + A)·(u1 - uP)²) / (2·step·vP).
+    """
+    up = base.u
+    if u1 in (0, up, P - 1):
+        return None  # Q = (0, 0) or the identity (u = 0), Q = ±base, or y = (u - 1)/(u + 1) = ∞
+    diff = (u1 - up) % _PM
+    v1 = (_rhs(u1) + _rhs(up) - (u1 + up + u2 + _J) * diff % _PM * diff) * step * base.inv_2v % _PM
+    if v1 == 0:
+        return None
+    inv = _inv(v1 * (u1 + 1))  # one inversion for x = c·u1/v1 and y = (u1 - 1)/(u1 + 1)
+    x = _C_EDWARDS * u1 % _PM * (u1 + 1) % _PM * inv % _PM
+    y = (u1 - 1) * v1 % _PM * inv % _PM
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")

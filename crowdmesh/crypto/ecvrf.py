@@ -15,6 +15,11 @@ Invariants:
   prime-order subgroup, small-order points and identity results, which RFC 9381 still defines (a
   key may carry a torsion component; Gamma need only be on the curve), so those fall back to
   plain-integer arithmetic in ``crowdmesh.crypto._ed25519``. Honest inputs never take that path.
+- Faster path for c·Y and s·H in ``verify_decoded``: libsodium's edwards25519 multiplication
+  re-proves subgroup membership each call (as costly as the multiplication), but H = 8·point
+  always lies in the prime-order subgroup and a key's membership is memoised, so there two
+  X25519 ladders and an exact recovery (``_ed25519.from_ladders``) give the very same point;
+  wherever that recovery does not apply it falls back to ``_mul``. Gamma keeps ``_mul``.
 - Speed (a tally re-verifies K proofs, SPATIAL.md §2.3 step 6): a validated public key is
   memoised (``_decode_key`` is a pure function of 32 bytes, so the memo never changes a result);
   try-and-increment rejects a non-point candidate with a Jacobi symbol before paying for a square
@@ -111,6 +116,37 @@ def _sub(p: bytes, q: bytes) -> bytes:
     return bytes(_sodium.crypto_core_ed25519_sub(p, q))
 
 
+def _ladder(k: bytes | None, u: bytes) -> int | None:
+    """u(k·P) by X25519, or None (no scalar, or libsodium refused an all-zero result)."""
+    if k is None:
+        return None
+    try:
+        return int.from_bytes(_sodium.crypto_scalarmult(k, u), "little")
+    except SodiumError:
+        return None
+
+
+def _mul_subgroup(n: int, base: ed.Montgomery | None, point: bytes) -> bytes:
+    """n·point, where ``base`` is point's Montgomery form if point is known to lie in the
+    prime-order subgroup (None: not known). Same result as ``_mul``, whichever path runs."""
+    if base is not None:
+        u1 = _ladder(ed.ladder_scalar(n), base.u_bytes)
+        encoded = None if u1 is None else _recover(n, base, u1)
+        if encoded is not None:
+            return encoded
+    return _mul(n, point)
+
+
+def _recover(n: int, base: ed.Montgomery, u1: int) -> bytes | None:
+    """n·base from u1 = u(n·base) and a second ladder, to (n + 1)·base or else (n - 1)·base
+    (only one of n ± 1 can lack a ladder scalar)."""
+    for step in (1, -1):
+        u2 = _ladder(ed.ladder_scalar(n + step), base.u_bytes)
+        if u2 is not None:
+            return ed.from_ladders(base, u1, u2, step)
+    return None
+
+
 # -- keys -----------------------------------------------------------------------------------
 
 
@@ -149,6 +185,16 @@ def _decode_key_memo(public: bytes) -> bytes:
     return public
 
 
+# why a memo: as _decode_key_memo; the subgroup test costs about one scalar multiplication.
+@functools.lru_cache(maxsize=4096)
+def _key_montgomery(public: bytes) -> ed.Montgomery | None:
+    """The Montgomery form of a validated key if it lies in the prime-order subgroup (every key
+    ``public_key`` makes does), else None: a torsion component rules out the X25519 path."""
+    if not _sodium.crypto_core_ed25519_is_valid_point(public):
+        return None
+    return ed.to_montgomery(ed.decode_or_raise(public))
+
+
 def validate_public_key(public: bytes) -> None:
     """Raise ``ValidationError('bad-vrf-key')`` unless ``public`` is a usable ECVRF key."""
     _decode_key(public)
@@ -164,29 +210,42 @@ def _decode_candidate(s: bytes) -> ed.Point | None:
     """``ed.decode``, but a string whose x² = (y² - 1)/(d·y² + 1) is a non-square mod p (half
     of all random strings) is refused by a Jacobi symbol, far cheaper than the square root."""
     y = int.from_bytes(s, "little") & _Y_MASK
-    y2 = y * y
+    y2 = y * y % ed.P
     if gmpy2.jacobi((y2 - 1) * (ed.D * y2 + 1) % ed.P, ed.P) == -1:
         return None  # exactly the strings ed.decode refuses at its square root
     return ed.decode(s)
 
 
-def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> bytes:
+def _hash_to_point_tai(salt: bytes, alpha: bytes) -> ed.Point:
     """§5.4.1.1 try-and-increment; each try succeeds with probability ≈ 1/2."""
-    prefix = bytes([Suite.TAI, 0x01]) + salt + alpha
+    prefix = hashlib.sha512(bytes([Suite.TAI, 0x01]) + salt + alpha)
     for ctr in range(256):
-        point = _decode_candidate(_sha512(prefix, bytes([ctr, 0x00]))[:_PT_LEN])
+        attempt = prefix.copy()
+        attempt.update(bytes([ctr, 0x00]))
+        point = _decode_candidate(attempt.digest()[:_PT_LEN])
         if point is None:
             continue
         point = ed.clear_cofactor(point)
         if not ed.is_identity(point):
-            return ed.encode(point)
+            return point
     # 256 consecutive failures happen with probability ≈ 2^-256.
     raise AssertionError("ECVRF try-and-increment exhausted its one-byte counter")
 
 
-def _encode_to_curve_ell2(salt: bytes, alpha: bytes) -> bytes:
+def _hash_to_point_ell2(salt: bytes, alpha: bytes) -> ed.Point:
     """§5.4.1.2: RFC 9380 encode_to_curve, suite edwards25519_XMD:SHA-512_ELL2_NU_."""
-    return ed.encode(ed.encode_to_curve(salt + alpha, _H2C_DST))
+    return ed.encode_to_curve(salt + alpha, _H2C_DST)
+
+
+_HASH_TO_POINT = {Suite.TAI: _hash_to_point_tai, Suite.ELL2: _hash_to_point_ell2}
+
+
+def _encode_to_curve_tai(salt: bytes, alpha: bytes) -> bytes:
+    return ed.encode(_hash_to_point_tai(salt, alpha))
+
+
+def _encode_to_curve_ell2(salt: bytes, alpha: bytes) -> bytes:
+    return ed.encode(_hash_to_point_ell2(salt, alpha))
 
 
 _ENCODE_TO_CURVE = {Suite.TAI: _encode_to_curve_tai, Suite.ELL2: _encode_to_curve_ell2}
@@ -299,9 +358,13 @@ def verify_decoded(public_key: bytes, proof: DecodedProof, alpha: bytes) -> byte
     """
     y = _decode_key(public_key)
     c, s = proof.c, proof.s
-    h = _ENCODE_TO_CURVE[proof.suite](y, alpha)
-    u = _sub(_mul_base(s), _mul(c, y))
-    v = _sub(_mul(s, h), _mul(c, proof.gamma))
+    h_point = _HASH_TO_POINT[proof.suite](y, alpha)
+    h = ed.encode(h_point)
+    # Y and H are known to lie in the prime-order subgroup (H = 8·point, Y by a memoised test),
+    # so c·Y and s·H may take the X25519 path; Gamma is not, so c·Gamma stays with libsodium's
+    # checked multiplication.
+    u = _sub(_mul_base(s), _mul_subgroup(c, _key_montgomery(y), y))
+    v = _sub(_mul_subgroup(s, ed.to_montgomery(h_point), h), _mul(c, proof.gamma))
     if _challenge(proof.suite, y, h, proof.gamma, u, v) != c:
         raise ValidationError(BAD_PROOF, "challenge mismatch")
     return proof.beta

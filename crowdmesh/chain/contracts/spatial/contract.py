@@ -233,10 +233,35 @@ def _record_report(state: State, report: SpatialReport, p: SpatialParams) -> Non
 
 def _history_reward(state: State, key: bytes, report: SpatialReport) -> tuple[int, int]:
     """(D, N) for the report from an account's previous confirmed points, and record it."""
-    points = _get_list(state, key)
+    raw = state.get(key)
+    points = [] if raw is None else list(unpack(raw, 1 << 24))
     d = geo.sum_distances_m(report.lat_e6, report.lon_e6, points)
-    state.set(key, pack([*points, [report.lat_e6, report.lon_e6]]))
+    state.set(key, _append_packed(raw, points, [report.lat_e6, report.lon_e6]))
     return d, len(points) + 1
+
+
+_FIXARRAY, _ARRAY16, _ARRAY32 = 0x90, 0xDC, 0xDD  # msgpack array headers
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([_FIXARRAY | n])
+    if n < 1 << 16:
+        return bytes([_ARRAY16]) + n.to_bytes(2, "big")
+    return bytes([_ARRAY32]) + n.to_bytes(4, "big")
+
+
+def _append_packed(raw: bytes | None, items: list[Any], item: Any) -> bytes:
+    """``pack([*items, item])`` where ``raw`` holds ``items`` as read by ``unpack``.
+
+    Why: an account's history grows by one point per report, and re-packing all of it cost as
+    much as the distance sum. ``unpack`` only returns what re-packs to exactly ``raw``, so the
+    canonical encoding of the longer array is its new header, ``raw``'s items, then ``item``.
+    """
+    if raw is None or not items or raw[0] not in (_FIXARRAY | len(items), _ARRAY16, _ARRAY32):
+        return pack([*items, item])
+    body = raw[len(_array_header(len(items))):]
+    return _array_header(len(items) + 1) + body + pack(item)
 
 
 def _pay(state: State, report: SpatialReport, decision: Decision,
