@@ -8,9 +8,12 @@ Invariants:
   at most :data:`TX_BATCH_WINDOW_S` after the first one, so a single transaction stays prompt
   and a burst shares messages (the gossipsub per-topic rate limit counts messages).
 - A transaction too large to gossip even alone is announced (``TxAnnounce``) and fetched by
-  peers over sync; a block too large for one gossip message is announced by its header.
-- When the outbox is full (the batcher is far behind) a transaction is published on its own
-  from a task in the node's nursery instead of being dropped.
+  peers over sync; announcements are batched like transactions (up to
+  :data:`MAX_TXIDS_PER_MESSAGE` txids, at most :data:`TX_BATCH_WINDOW_S` after the first), so
+  a blob's parts cost peers one announcement and one fetch session, not one of each per part.
+  A block too large for one gossip message is announced by its header.
+- When an outbox is full (its batcher is far behind) a transaction (or announcement) is
+  published on its own from a task in the node's nursery instead of being dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from crowdmesh.errors import DecodeError
 from crowdmesh.p2p.gossip import BLOCKS, TXS
 from crowdmesh.p2p.messages import (
     MAX_GOSSIP_BYTES,
+    MAX_TXIDS_PER_MESSAGE,
     MAX_TXS_PER_BATCH,
     BlockAnnounce,
     NewBlock,
@@ -52,12 +56,16 @@ class TxRelay:
         self._net = net
         self._nursery = nursery
         self._out, self._outbox = trio.open_memory_channel[bytes](TX_OUTBOX)
+        self._inv, self._invbox = trio.open_memory_channel[bytes](TX_OUTBOX)  # txids to announce
 
     def queue(self, raw: bytes) -> None:
         """Relay one encoded transaction soon (never blocks)."""
         if len(raw) + 8 > TX_BATCH_BYTES:  # too large to gossip even alone: inv/getdata
             txid = Transaction.decode(raw).txid
-            self._nursery.start_soon(self._publish_one, TxAnnounce((txid,)))
+            try:
+                self._inv.send_nowait(txid)
+            except trio.WouldBlock:
+                self._nursery.start_soon(self._publish_one, TxAnnounce((txid,)))
             return
         try:
             self._out.send_nowait(raw)
@@ -82,7 +90,12 @@ class TxRelay:
             await self._net.publish(BLOCKS, BlockAnnounce(Block.decode(raw).header.encode()))
 
     async def run(self) -> None:
-        """Publish queued transactions as :class:`TxBatch` messages (the batcher task)."""
+        """The batcher tasks: transactions as :class:`TxBatch`, txids as :class:`TxAnnounce`."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_txs)
+            nursery.start_soon(self._run_announcements)
+
+    async def _run_txs(self) -> None:
         carry: bytes | None = None
         while True:
             first = carry if carry is not None else await self._outbox.receive()
@@ -97,6 +110,14 @@ class TxRelay:
                     batch.append(raw)
                     size += len(raw) + 8
             await self._publish_batch(batch)
+
+    async def _run_announcements(self) -> None:
+        while True:
+            txids = {await self._invbox.receive(): None}  # a dict: distinct, in order
+            with trio.move_on_after(TX_BATCH_WINDOW_S):
+                while len(txids) < MAX_TXIDS_PER_MESSAGE:
+                    txids[await self._invbox.receive()] = None
+            await self._publish_one(TxAnnounce(tuple(txids)))
 
     async def _publish_batch(self, batch: list[bytes]) -> None:
         try:
