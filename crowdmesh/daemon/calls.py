@@ -15,6 +15,10 @@ Invariants:
   previously reported but no longer on the main chain (a reorg) → ``CallReverted``, then it is
   resubmitted; pooled or waiting for its predecessor → nothing; its nonce used by another
   transaction → signed again with the pending nonce; refused for good → ``CallRejected``.
+- A new call's nonce is past the pending nonce AND past every call in flight: calls the pool
+  cannot take yet (``mempool-sender-full``, a full gap buffer) stay in flight unpooled, and
+  the pending nonce alone would hand their nonces out again (a CSP's blob upload of ~150
+  parts collided with itself as ``mempool-conflict``).
 - A refused call whose nonce later calls were signed after leaves a hole that would hold them
   all back; the service fills it with a self-transfer of 1 (a no-op that costs only its fee),
   tracked like a call, so the later calls keep their signed bytes (re-signing them could let
@@ -159,6 +163,9 @@ class CallService:
         self._calls: dict[int, CallRecord] = {
             int.from_bytes(k, "big"): CallRecord.decode(int.from_bytes(k, "big"), v)
             for k, v in store.items(NS)}
+        # why kept apart: the next call's nonce needs every in-flight nonce, and decoding each
+        # call's (up to 64 KiB) transaction per signature would be quadratic in a blob upload
+        self._nonces = {seq: Transaction.decode(r.raw).nonce for seq, r in self._calls.items()}
         self._final: dict[tuple[str, str, str], FinalCall] = {}
         for k, v in store.items(NS_FINAL):
             final = FinalCall.decode(int.from_bytes(k, "big"), v)
@@ -226,21 +233,25 @@ class CallService:
     def _sign(self, kind: str, payload: bytes) -> Transaction:
         assert self._key is not None
         genesis = self._ledger.genesis
-        nonce = self._ledger.pending_nonce(self._key.public)
+        nonce = max(self._ledger.pending_nonce(self._key.public),
+                    max(self._nonces.values(), default=-1) + 1)
         return make_transaction(self._key, genesis.chain_id, nonce, kind, payload,
                                 minimum_fee(payload, genesis.min_gas_price))
 
     def _save(self, record: CallRecord) -> None:
         self._calls[record.seq] = record
+        self._nonces[record.seq] = Transaction.decode(record.raw).nonce
         self._store.apply([(NS, _seq_key(record.seq), record.encode())])
 
     def _forget(self, record: CallRecord) -> None:
         del self._calls[record.seq]
+        del self._nonces[record.seq]
         self._store.apply([(NS, _seq_key(record.seq), None)])
 
     def _finalize(self, record: CallRecord, block_hash: bytes) -> None:
         """Keep only the final form of ``record``, in the same transaction that drops it."""
         del self._calls[record.seq]
+        del self._nonces[record.seq]
         final = FinalCall.of(record, block_hash)
         self._final[final.key] = final
         writes: list[tuple[str, bytes, bytes | None]] = [
@@ -276,7 +287,7 @@ class CallService:
 
     def _waits_on(self, nonce: int) -> bool:
         """True iff a call in flight was signed with a nonce above ``nonce``."""
-        return any(Transaction.decode(r.raw).nonce > nonce for r in self._calls.values())
+        return any(n > nonce for n in self._nonces.values())
 
     def _fill_hole(self, nonce: int) -> None:
         assert self._key is not None

@@ -349,3 +349,25 @@ async def test_consecutive_store_effects_of_a_role_are_one_transaction():
     assert applied == [[("csp", b"perm", b"1"), ("csp", b"key", b"2")],
                        [("worker", b"mine", b"3")], [("worker", b"mine", None)]]
     assert executor.executed == {"store-put": 3, "log": 1, "store-delete": 1}
+
+
+async def test_more_calls_than_the_pool_takes_from_one_sender_keep_distinct_nonces(tmp_path):
+    """200 calls at once (a CSP's blob upload is ~150): the pool takes 64 per sender and the
+    gap buffer 64 more; the rest stay in flight unpooled. Each must still get its own nonce
+    (the pending nonce alone handed the unpooled ones' nonces out again: mempool-conflict),
+    and all 200 go through as blocks free room."""
+    calls = tuple((f"c{i}", TRANSFER, transfer_payload(PAYEE, 7)) for i in range(200))
+
+    def start(state, event, ctx):
+        return _start(state or Probe(calls=calls), event, ctx)
+
+    async with trio.open_nursery() as nursery:
+        rig = Rig(_chain(), tmp_path / "roles.sqlite", nursery, _table(start))
+        nonces = [row["nonce"] for row in (c.view() for c in rig.calls.calls())]
+        assert sorted(nonces) == list(range(200))
+        for _ in range(20):
+            if len(rig.probe().included) == 200:
+                break
+            rig.mine()
+        assert rig.probe().rejected == ()
+        assert len(rig.probe().included) == 200 and rig.chain.balance(PAYEE) == 200 * 7
