@@ -5,8 +5,10 @@ Invariants:
   control socket, the call service, a reorg's re-announcements) can relay from the trio thread
   without yielding in the middle of a state change.
 - Queued transactions leave as :class:`TxBatch` messages of at most :data:`TX_BATCH_BYTES`,
-  at most :data:`TX_BATCH_WINDOW_S` after the first one, so a single transaction stays prompt
-  and a burst shares messages (the gossipsub per-topic rate limit counts messages).
+  at most one message per :data:`TX_BATCH_WINDOW_S`: a transaction queued when the last
+  message is a window old leaves at once with whatever is queued with it, later ones wait for
+  the window to close. So a single transaction leaves without delay and a burst shares
+  messages (the gossipsub per-topic rate limit counts messages).
 - A transaction too large to gossip even alone is announced (``TxAnnounce``) and fetched by
   peers over sync; announcements are batched like transactions (up to
   :data:`MAX_TXIDS_PER_MESSAGE` txids, at most :data:`TX_BATCH_WINDOW_S` after the first), so
@@ -47,6 +49,25 @@ GOSSIP_BLOCK_LIMIT = MAX_GOSSIP_BYTES - 256  # room for the message envelope
 TX_OUTBOX = 8192
 TX_BATCH_WINDOW_S = 0.02
 TX_BATCH_BYTES = MAX_GOSSIP_BYTES - 64  # room for the batch's own msgpack framing
+
+
+class _Batch:
+    """Transactions for one :class:`TxBatch` message."""
+
+    def __init__(self, items: list[bytes], size: int) -> None:
+        self.items, self.size = items, size
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= MAX_TXS_PER_BATCH
+
+    def add(self, raw: bytes) -> bool:
+        """Take ``raw`` if it fits in one message."""
+        if self.size + len(raw) + 8 > TX_BATCH_BYTES:
+            return False
+        self.items.append(raw)
+        self.size += len(raw) + 8
+        return True
 
 
 class TxRelay:
@@ -97,19 +118,31 @@ class TxRelay:
 
     async def _run_txs(self) -> None:
         carry: bytes | None = None
+        last_sent = float("-inf")
         while True:
             first = carry if carry is not None else await self._outbox.receive()
-            carry = None
-            batch, size = [first], len(first) + 8
-            with trio.move_on_after(TX_BATCH_WINDOW_S):
-                while len(batch) < MAX_TXS_PER_BATCH:
+            batch = _Batch([first], len(first) + 8)
+            carry = self._drain(batch)
+            # why leading edge: a transaction that finds the window open leaves at once with
+            # whatever is queued (a protocol step waits on its block), and a burst still goes
+            # as at most one message per window
+            with trio.move_on_at(last_sent + TX_BATCH_WINDOW_S):
+                while carry is None and not batch.full:
                     raw = await self._outbox.receive()
-                    if size + len(raw) + 8 > TX_BATCH_BYTES:
-                        carry = raw  # starts the next batch
-                        break
-                    batch.append(raw)
-                    size += len(raw) + 8
-            await self._publish_batch(batch)
+                    carry = None if batch.add(raw) else raw
+            last_sent = trio.current_time()
+            await self._publish_batch(batch.items)
+
+    def _drain(self, batch: _Batch) -> bytes | None:
+        """Add what is queued already; return the first one that does not fit (or None)."""
+        while not batch.full:
+            try:
+                raw = self._outbox.receive_nowait()
+            except trio.WouldBlock:
+                return None
+            if not batch.add(raw):
+                return raw
+        return None
 
     async def _run_announcements(self) -> None:
         while True:
