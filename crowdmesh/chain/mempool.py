@@ -103,6 +103,11 @@ class Mempool:
         """All pooled transactions (sender order, then nonce order)."""
         return [tx for q in self._by_sender.values() for tx in q]
 
+    @property
+    def senders(self) -> int:
+        """How many senders have pooled transactions."""
+        return len(self._by_sender)
+
     def sender_count(self, sender: bytes) -> int:
         """How many transactions of ``sender`` are pooled."""
         return len(self._by_sender.get(Address(sender), ()))

@@ -88,7 +88,7 @@ def job_key(origin: Origin, job_id: str) -> str:
 class EffectPorts:
     """The node operations effects map onto (wired by ``daemon/node.py``)."""
 
-    mine_on: Callable[[bytes, float, float], None]
+    mine_on: Callable[[bytes, float, float, float], None]
     stop_mining: Callable[[], None]
     publish_block: Callable[[bytes], Awaitable[None]]
     publish_tx: Callable[[bytes], Awaitable[None]]
@@ -178,7 +178,8 @@ class EffectExecutor:
         self._ports.cancel_job(job_key(origin, effect.job_id))
 
     def _mine_on(self, effect: MineOn, origin: Origin) -> None:
-        self._ports.mine_on(effect.parent, effect.gather_ms / 1000, effect.quiet_ms / 1000)
+        self._ports.mine_on(effect.parent, effect.gather_ms / 1000, effect.quiet_ms / 1000,
+                            effect.quiet_many_ms / 1000)
 
     def _publish_spatial(self, effect: PublishSpatial, origin: Origin) -> None:
         publish = self._ports.publish_spatial

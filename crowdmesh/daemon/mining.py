@@ -9,7 +9,8 @@ Invariants:
 - The template is rebuilt every :data:`TEMPLATE_REFRESH_S` so transactions that arrived while
   searching get into the block and the timestamp stays fresh.
 - The gather wait before a search ends after ``gather_s``, or earlier once the pending count
-  (``pending()``, polled every :data:`QUIET_POLL_S`) has not changed for ``quiet_s``.
+  (``pending()`` = (transactions, senders), polled every :data:`QUIET_POLL_S`) has not changed
+  for ``quiet_s`` (``quiet_many_s`` while two or more senders are pooled).
 - A search that ends by itself without a block (no template could be built) is reported once
   through ``on_stopped(parent)``; a cancelled search (``stop``, a newer ``mine_on``) is not, as
   whoever cancelled it knows.
@@ -106,7 +107,7 @@ class MiningRunner:
         on_found: FoundFn,
         batch: int = DEFAULT_BATCH,
         on_stopped: StoppedFn | None = None,
-        pending: Callable[[], int] | None = None,
+        pending: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self._nursery = nursery
         self._pending = pending
@@ -123,14 +124,16 @@ class MiningRunner:
         """True while a search is running."""
         return self._scope is not None
 
-    def mine_on(self, parent: bytes, gather_s: float = 0.0, quiet_s: float = 0.0) -> None:
+    def mine_on(self, parent: bytes, gather_s: float = 0.0, quiet_s: float = 0.0,
+                quiet_many_s: float = 0.0) -> None:
         """Cancel any running search and start one on ``parent`` after the gather wait (at most
-        ``gather_s`` seconds; see the module invariants for ``quiet_s``)."""
+        ``gather_s`` seconds; see the module invariants for the quiet times)."""
         self.stop()
         scope = trio.CancelScope()
         self._scope = scope
         self.stats.searches += 1
-        self._nursery.start_soon(self._run, parent, scope, gather_s, quiet_s)
+        quiet = (quiet_s, max(quiet_s, quiet_many_s))
+        self._nursery.start_soon(self._run, parent, scope, gather_s, quiet)
 
     def stop(self) -> None:
         """Cancel the running search, if any (it ends after its current batch)."""
@@ -138,22 +141,22 @@ class MiningRunner:
             self._scope.cancel()
             self._scope = None
 
-    async def _gather(self, gather_s: float, quiet_s: float) -> None:
-        if self._pending is None or not 0 < quiet_s < gather_s:
+    async def _gather(self, gather_s: float, quiet: tuple[float, float]) -> None:
+        if self._pending is None or not 0 < quiet[0] < gather_s:
             await trio.sleep(gather_s)
             return
         now = trio.current_time()
         end, quiet_from, seen = now + gather_s, now, self._pending()
-        while now < end and now - quiet_from < quiet_s:
+        while now < end and now - quiet_from < quiet[seen[1] >= 2]:
             await trio.sleep(QUIET_POLL_S)
-            now, count = trio.current_time(), self._pending()
-            if count != seen:
-                quiet_from, seen = now, count
+            now, pending = trio.current_time(), self._pending()
+            if pending != seen:
+                quiet_from, seen = now, pending
 
     async def _run(self, parent: bytes, scope: trio.CancelScope, gather_s: float,
-                   quiet_s: float) -> None:
+                   quiet: tuple[float, float]) -> None:
         with scope:
-            await self._gather(gather_s, quiet_s)
+            await self._gather(gather_s, quiet)
             while True:
                 template = self._build(parent)
                 if template is None:
@@ -225,7 +228,8 @@ class BlockProducer:
         """Create the search runner in the node's nursery."""
         self.runner = MiningRunner(nursery, self._template, self._on_mined,
                                    on_stopped=self._on_search_stopped,
-                                   pending=lambda: len(self._ledger.mempool))
+                                   pending=lambda: (len(self._ledger.mempool),
+                                                    self._ledger.mempool.senders))
         return self.runner
 
     def _template(self, parent: bytes) -> Block | None:

@@ -57,6 +57,9 @@ class MineOn(Effect):
     gather_ms: int = 0  # wait this long first, so one block carries a burst of transactions
     # why: start early once no transaction arrived for this long (0: always wait gather_ms)
     quiet_ms: int = 0
+    # the quiet time while two or more senders are pooled: answers to one block from several
+    # nodes arrive spread out, one sender's transactions arrive together
+    quiet_many_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

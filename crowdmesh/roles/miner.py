@@ -13,7 +13,9 @@ Invariants:
   :data:`GATHER_JITTER_MS` (a hash of the node's ``salt`` and the height, so still
   deterministic): nodes that all mine rarely start at the same instant (fewer equal-height
   forks). A sole miner has no fork to avoid, so it starts as soon as no transaction arrived
-  for :data:`QUIET_MS`, and at the latest after :data:`GATHER_MS`: each step of a protocol
+  for :data:`QUIET_MS` (:data:`QUIET_MANY_MS` while two or more senders are pooled: several
+  nodes answering one block arrive spread out), and at the latest after :data:`GATHER_MS`:
+  each step of a protocol
   that waits for the previous step's block (CrowdSFL's five per round) costs tens of
   milliseconds instead of a quarter second.
 - A tie (a peer's tip with our head's work) makes a mining node (mode not ``off``) mine one
@@ -64,6 +66,7 @@ from crowdmesh.roles.events import (
 __all__ = [
     "GATHER_JITTER_MS",
     "GATHER_MS",
+    "QUIET_MANY_MS",
     "QUIET_MS",
     "RETRY_S",
     "SHARED_WINDOW",
@@ -101,6 +104,7 @@ Result = tuple[MinerState, list[Effect]]
 GATHER_MS = 150
 GATHER_JITTER_MS = 150
 QUIET_MS = 30
+QUIET_MANY_MS = 60
 SHARED_WINDOW = 64  # blocks: another miner seen this recently means mining is shared
 RETRY_S = 1
 _E = TypeVar("_E", bound=Event)
@@ -129,7 +133,7 @@ def _mine_on(state: MinerState) -> MineOn:
     if state.mode != "on-demand" or state.generate_left > 0:
         return MineOn(state.head, state.height + 1)
     if not _shared(state):
-        return MineOn(state.head, state.height + 1, GATHER_MS, QUIET_MS)
+        return MineOn(state.head, state.height + 1, GATHER_MS, QUIET_MS, QUIET_MANY_MS)
     digest = hashlib.sha256(state.salt + state.height.to_bytes(8, "big")).digest()
     jitter = int.from_bytes(digest[:4], "big") % GATHER_JITTER_MS
     return MineOn(state.head, state.height + 1, GATHER_MS + jitter)

@@ -48,21 +48,20 @@ async def test_a_cancelled_search_is_not_reported() -> None:
     assert stopped == []
 
 
-async def _gather_ends(pending_changes: list[float], autojump_clock: trio.testing.MockClock
-                       ) -> float:
-    """When a 1 s gather with a 50 ms quiet window ends, if the pending count changes at the
-    given (virtual) times."""
+async def _gather_ends(changes: list[tuple[float, int]]) -> float:
+    """When a 1 s gather with a 50 ms quiet window (100 ms with two or more senders pooled)
+    ends, if the pool gains a transaction from sender ``s`` at each virtual time ``(t, s)``."""
     stopped: list[float] = []
-    count = [0]
+    pool: list[int] = []
     async with trio.open_nursery() as nursery:
         runner = MiningRunner(nursery, lambda parent: None, _never_found,
                               on_stopped=lambda parent: stopped.append(trio.current_time()),
-                              pending=lambda: count[0])
+                              pending=lambda: (len(pool), len(set(pool))))
         start = trio.current_time()
-        runner.mine_on(P, gather_s=1.0, quiet_s=0.05)
-        for at in pending_changes:
+        runner.mine_on(P, gather_s=1.0, quiet_s=0.05, quiet_many_s=0.1)
+        for at, sender in changes:
             await trio.sleep_until(start + at)
-            count[0] += 1
+            pool.append(sender)
         with trio.fail_after(5):
             while not stopped:
                 await trio.sleep(0.001)
@@ -71,13 +70,14 @@ async def _gather_ends(pending_changes: list[float], autojump_clock: trio.testin
 
 @pytest.mark.parametrize(("changes", "low", "high"), [
     ([], 0.05, 0.06),  # quiet from the start
-    ([0.02, 0.04], 0.09, 0.10),  # 50 ms after the last arrival
-    ([i * 0.03 for i in range(1, 40)], 1.0, 1.01),  # never quiet: the gather cap
+    ([(0.02, 1), (0.04, 1)], 0.09, 0.10),  # one sender: 50 ms after its last transaction
+    ([(0.02, 1), (0.04, 2)], 0.14, 0.15),  # two senders: 100 ms after the last arrival
+    ([(i * 0.03, 1) for i in range(1, 40)], 1.0, 1.01),  # never quiet: the gather cap
 ])
 async def test_the_gather_ends_after_a_quiet_window_or_at_its_cap(
-        changes: list[float], low: float, high: float,
+        changes: list[tuple[float, int]], low: float, high: float,
         autojump_clock: trio.testing.MockClock) -> None:
-    assert low <= await _gather_ends(changes, autojump_clock) < high
+    assert low <= await _gather_ends(changes) < high
 
 
 class _Ports:

@@ -37,6 +37,7 @@ from crowdmesh.roles.events import Event
 from crowdmesh.roles.miner import (
     GATHER_JITTER_MS,
     GATHER_MS,
+    QUIET_MANY_MS,
     QUIET_MS,
     RETRY_S,
     SHARED_WINDOW,
@@ -69,9 +70,9 @@ def test_a_sole_miner_starts_once_the_mempool_is_quiet() -> None:
     """No other miner seen: no fork to avoid, so no jitter; the search starts after QUIET_MS
     without a new transaction (at most GATHER_MS)."""
     state, effects = run(MinerState(H0, 7, "on-demand", salt=ME), MempoolChanged(1))
-    assert effects == [MineOn(H0, 8, GATHER_MS, QUIET_MS)]
+    assert effects == [MineOn(H0, 8, GATHER_MS, QUIET_MS, QUIET_MANY_MS)]
     state, effects = run(state, HeadChanged(H1, 8, ME))  # our own block: still sole
-    assert effects == [MineOn(H1, 9, GATHER_MS, QUIET_MS)]
+    assert effects == [MineOn(H1, 9, GATHER_MS, QUIET_MS, QUIET_MANY_MS)]
 
 
 @pytest.mark.parametrize("seen", ["tip", "competing"])
@@ -84,7 +85,8 @@ def test_another_miner_brings_back_the_jitter_for_a_window(seen: str) -> None:
     state, effects = run(state, HeadChanged(H0, at + SHARED_WINDOW - 1, ME), MempoolChanged(1))
     assert effects[-1] == MineOn(H0, at + SHARED_WINDOW, gather(at + SHARED_WINDOW - 1, ME))
     state, effects = run(state, HeadChanged(H1, at + SHARED_WINDOW, ME))
-    assert effects == [MineOn(H1, at + SHARED_WINDOW + 1, GATHER_MS, QUIET_MS)]
+    assert effects == [MineOn(H1, at + SHARED_WINDOW + 1, GATHER_MS, QUIET_MS,
+                                QUIET_MANY_MS)]
 
 
 def run(state: MinerState, *events: Event) -> tuple[MinerState, list]:
@@ -111,9 +113,9 @@ def test_on_demand_mines_only_while_mempool_non_empty() -> None:
     state, effects = run(MinerState(H0, 0), MiningModeSet("on-demand"))
     assert effects == []
     state, effects = run(state, MempoolChanged(3))
-    assert effects == [MineOn(H0, 1, GATHER_MS, QUIET_MS)]
+    assert effects == [MineOn(H0, 1, GATHER_MS, QUIET_MS, QUIET_MANY_MS)]
     state, effects = run(state, HeadChanged(H1, 1))
-    assert effects == [MineOn(H1, 2, GATHER_MS, QUIET_MS)]
+    assert effects == [MineOn(H1, 2, GATHER_MS, QUIET_MS, QUIET_MANY_MS)]
     state, effects = run(state, MempoolChanged(0))
     assert effects == [StopMining()] and state.mining_on is None
     state, effects = run(state, MempoolChanged(0))
