@@ -63,6 +63,10 @@ class ChainFeed:
         for tx in result.returned_txs:
             if tx.txid in self._ledger.mempool:
                 self._relay.queue(tx.encode())
+        promoted = [tx for tx in self._ledger.take_promoted() if tx.txid in self._ledger.mempool]
+        for tx in promoted:
+            self._relay.queue(tx.encode())
+        self.pooled(promoted)
         self._host.feed_import(result, self._ledger.chain.block_receipts)
         self._host.deliver(MempoolChanged(len(self._ledger.mempool)))
         self._reconcile_calls()

@@ -77,6 +77,7 @@ class Ledger:
         self.genesis = chain.genesis
         self._clock = clock  # the spatial ts check's "now" (injected so tests set it)
         self._gap = FutureQueue()
+        self._promoted: list[Transaction] = []  # see take_promoted
         self.pool_file: MempoolFile | None = None  # set by ``mempoolfile.open_ledger``
         # Cheap checks per gossip message type (one table, as the dispatch rules ask).
         self._checks: dict[type[Message], Callable[[Message], None]] = {
@@ -249,7 +250,17 @@ class Ledger:
         for sender in self._gap.senders():
             base = self.chain.nonce(sender)
             self._gap.prune(sender, base, self._funds(sender))
-            self._release(sender, base + self.mempool.sender_count(sender))
+            self._promoted.extend(self._release(sender, base + self.mempool.sender_count(sender)))
+
+    def take_promoted(self) -> list[Transaction]:
+        """The buffered transactions the last head changes moved into the pool (once each).
+
+        Why: peers refused them when they were first relayed for the very reason we buffered
+        them (a full pool or a missing predecessor), so they must be relayed again now, as geth
+        broadcasts promoted transactions; otherwise a sender's later nonces never reach the
+        miners and its blob upload stalls."""
+        promoted, self._promoted = self._promoted, []
+        return promoted
 
     def pool_snapshot(self) -> tuple[list[Transaction], list[Transaction]]:
         """The pooled and the gap-buffered transactions (what the mempool file holds)."""

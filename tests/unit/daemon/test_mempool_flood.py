@@ -42,6 +42,9 @@ class Recorder:
     def deliver(self, event):
         pass
 
+    def feed_import(self, result, receipts_of):
+        pass
+
 
 def feed_and_ledger():
     chain = Chain.open(MemoryStore(), GENESIS)
@@ -113,3 +116,27 @@ def test_a_head_change_drops_queued_txs_the_sender_can_no_longer_pay() -> None:
     led.import_block(Block(dataclasses.replace(block.header, nonce=nonce), block.txs),
                      1_700_000_100)
     assert led.mempool_view()["gap_buffered"] == 0
+
+
+def test_buffered_txs_a_head_change_pools_are_relayed_again() -> None:
+    """A tx buffered for a nonce gap was relayed when it arrived, and peers refused it for the
+    same gap; once a block fills the gap it enters the pool and is relayed again (else a
+    sender's later nonces never reach the miners: a stalled 1 MiB upload)."""
+    import dataclasses
+
+    from crowdmesh.chain import Block, mine
+
+    feed, led, rec = feed_and_ledger()
+    later = tx(VICTIM, 1)
+    assert feed.submit(later) == "queued"
+    rec.relayed.clear()
+    first = tx(VICTIM, 0)
+    block = led.chain.build_block_template(b"\x0a" * 32, [first], 1_700_000_100).block
+    nonce = mine(block.header, 0, 1 << 20)
+    assert nonce is not None
+    feed.imported(led.import_block(Block(dataclasses.replace(block.header, nonce=nonce),
+                                         block.txs), 1_700_000_100), "peer")
+    assert later.txid in led.mempool and rec.relayed == [later.encode()]
+    feed.imported(led.import_block(Block(dataclasses.replace(block.header, nonce=nonce),
+                                         block.txs), 1_700_000_100), "peer")
+    assert rec.relayed == [later.encode()]  # once
