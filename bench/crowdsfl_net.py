@@ -13,7 +13,6 @@ RPC; and the peak RSS (``VmHWM`` of /proc/<pid>/status) of every daemon and of i
 from __future__ import annotations
 
 import csv
-import dataclasses
 import time
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +22,11 @@ import numpy as np
 import psutil
 import trio
 
-from crowdmesh.chain.codec import Address, unpack
-from crowdmesh.chain.genesis import Genesis
+from crowdmesh.chain.codec import unpack
 from crowdmesh.daemon.client.harness import NodeHandle, Testnet
 from crowdmesh.daemon.client.rpc import RpcCallError
+from crowdmesh.daemon.client.sfl_layout import fund, lay_out_node
 from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
-from crowdmesh.daemon.config import load_config, render_config
 
 FUNDS = 10**9
 REQ, CSP = 0, 1
@@ -47,24 +45,16 @@ def write_csv(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
 
 def configure(net: Testnet, k: int, train_csv: Path | None, holdout_csv: Path | None) -> None:
     """Roles, shards, data and funds; only the requester mines (one miner: no forks)."""
-    genesis_path = net.root / "genesis.json"
-    genesis = Genesis.from_json(genesis_path.read_text())
-    funded = tuple(sorted((*genesis.alloc, *((Address(bytes.fromhex(n.info.account)), FUNDS)
-                                               for n in net.nodes))))
-    genesis_path.write_text(dataclasses.replace(genesis, alloc=funded).to_json())
-    roles = {REQ: ["miner", "requester"], CSP: ["csp"]}
+    fund(net.root / "genesis.json", [n.info.account for n in net.nodes], FUNDS)
     for node in net.nodes:
-        cfg = load_config(node.config)
-        extra: dict[str, Any] = {}
-        if node.index >= 2:
-            extra = {"sfl_shard": (node.index - 1, k), "sfl_auto_join": True}
-            if train_csv is not None:
-                extra["sfl_dataset"] = train_csv
+        fields: dict[str, Any] = {}
+        if node.index >= 2 and train_csv is not None:
+            fields["sfl_dataset"] = train_csv
         if node.index == REQ and holdout_csv is not None:
-            extra["sfl_holdout"] = holdout_csv
-        node.config.write_text(render_config(dataclasses.replace(
-            cfg, roles=frozenset(roles.get(node.index, ["worker"])),
-            mining_mode=cfg.mining_mode if node.index == REQ else "off", **extra)))
+            fields["sfl_holdout"] = holdout_csv
+        roles = {REQ: ["requester"], CSP: ["csp"]}.get(node.index, ["worker"])
+        shard = (node.index - 1, k) if node.index >= 2 else None
+        lay_out_node(node.config, roles, node.index == REQ, shard, **fields)
 
 
 def _hwm_mb(pid: int) -> float:

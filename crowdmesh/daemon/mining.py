@@ -147,7 +147,7 @@ class MiningRunner:
             return
         now = trio.current_time()
         end, quiet_from, seen = now + gather_s, now, self._pending()
-        while now < end and now - quiet_from < quiet[seen[1] >= 2]:
+        while now < end and now - quiet_from < (quiet[0] if seen[1] < 2 else quiet[1]):
             await trio.sleep(QUIET_POLL_S)
             now, pending = trio.current_time(), self._pending()
             if pending != seen:

@@ -34,6 +34,7 @@ from crowdmesh.chain.contracts.crowdsfl import (
     TaskSpec,
     create_payload,
     task_status,
+    timeout_due,
     timeout_payload,
 )
 from crowdmesh.chain.contracts.crowdsfl.records import (
@@ -237,9 +238,7 @@ class SflApi:
         """
         task, status = self._task(task_hex)
         _open(status)
-        few = len(task_workers(self._get, task.task_id)) < task.spec.min_workers
-        due = min(status.window_end, status.stall_at) \
-            if status.phase is Phase.JOINING and few else status.stall_at
+        due = timeout_due(status, len(task_workers(self._get, task.task_id)), task.spec)
         if time.time() <= due:
             raise ValidationError("sfl-not-expired", f"until {due} ({due - int(time.time())} s)")
         beacon = None

@@ -1,8 +1,8 @@
-"""Shared helpers of the multi-daemon CrowdSFL tests that need their own node layout (the abort
-paths): roles and funds in the testnet's configs, the CLI, key registration, task creation,
+"""Shared helpers of the multi-daemon CrowdSFL tests: roles and funds in the testnet's
+configs (``crowdmesh.daemon.client.sfl_layout``), the CLI, key registration, task creation,
 waiting on a phase, and the coin checks (per-account gain net of fees and block rewards,
-balances equal on every live node, exact supply). Same harness and conventions as
-test_crowdsfl_task.py (whose own helpers stay where they are)."""
+balances equal on every live node, exact supply). Used by test_crowdsfl_task.py and
+test_crowdsfl_abort.py."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ from typing import Any
 
 import trio
 
-from crowdmesh.chain.codec import Address
 from crowdmesh.chain.genesis import Genesis
 from crowdmesh.chain.rules import burned_fee
 from crowdmesh.daemon.client.harness import NodeHandle, Testnet
 from crowdmesh.daemon.client.rpc import RpcCallError
-from crowdmesh.daemon.config import load_config, render_config
+from crowdmesh.daemon.client.sfl_layout import fund, lay_out_node
 from tests.functional.framework import wait_until
 
 FUNDS = 10**9
@@ -31,21 +30,12 @@ def configure(net: Testnet, roles: dict[int, list[str]], miner: int,
               workers: Sequence[int]) -> None:
     """Fund every node, give each its roles (``workers`` get ``worker`` and a shard of the
     built-in data and auto-join); only ``miner`` mines (on demand: no equal-work forks)."""
-    genesis_path = net.root / "genesis.json"
-    genesis = Genesis.from_json(genesis_path.read_text())
-    funded = tuple(sorted((*genesis.alloc, *((Address(bytes.fromhex(n.info.account)), FUNDS)
-                                               for n in net.nodes))))
-    genesis_path.write_text(dataclasses.replace(genesis, alloc=funded).to_json())
+    fund(net.root / "genesis.json", [n.info.account for n in net.nodes], FUNDS)
     for node in net.nodes:
-        cfg = load_config(node.config)
         is_worker = node.index in workers
-        own = ["worker"] if is_worker else roles.get(node.index, [])
         shard = (list(workers).index(node.index) + 1, len(workers)) if is_worker else None
-        node.config.write_text(render_config(dataclasses.replace(
-            cfg, roles=frozenset([*(["miner"] if node.index == miner else []), *own]),
-            mining_mode=cfg.mining_mode if node.index == miner else "off",
-            sfl_shard=shard if is_worker else cfg.sfl_shard,
-            sfl_auto_join=True if is_worker else cfg.sfl_auto_join)))
+        lay_out_node(node.config, ["worker"] if is_worker else roles.get(node.index, []),
+                     node.index == miner, shard)
 
 
 def cli(node: NodeHandle, *args: str) -> str:

@@ -38,7 +38,6 @@ nursery: they are stopped (SIGTERM, then killed) on success, failure and Ctrl-C 
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 import time
@@ -48,8 +47,6 @@ from typing import Any, Final
 
 import trio
 
-from crowdmesh.chain.codec import Address
-from crowdmesh.chain.genesis import Genesis
 from crowdmesh.daemon.client.demo_crowdsfl_checks import (
     HELD_OUT,
     DemoFailed,
@@ -62,8 +59,8 @@ from crowdmesh.daemon.client.demo_crowdsfl_checks import (
 )
 from crowdmesh.daemon.client.harness import NodeHandle, Testnet
 from crowdmesh.daemon.client.rpc import RpcCallError
+from crowdmesh.daemon.client.sfl_layout import fund, lay_out_node
 from crowdmesh.daemon.client.testnet import TestnetSpec, init_testnet
-from crowdmesh.daemon.config import load_config, render_config
 
 __all__ = ["run_demo", "run_demo_in_tmp"]
 
@@ -84,27 +81,14 @@ NAMES: Final = {REQ: "node0 requester", CSP: "node1 CSP", 2: "node2 worker",
                 3: "node3 worker", 4: "node4 worker"}
 
 
-def configure(root: Path) -> None:
-    """Roles, shards and mining in every config: only the requester mines."""
-    roles = {REQ: ["miner", "requester"], CSP: ["csp"]}
+def configure(root: Path, accounts: list[str]) -> None:
+    """Funds (:data:`FUNDS` each: pool, deposits, fees), roles, shards and mining in every
+    config: only the requester mines."""
+    fund(root / "genesis.json", accounts, FUNDS)
     for i in range(N_NODES):
-        config = root / f"node{i}" / "crowdmesh.toml"
-        cfg = load_config(config)
-        extra: dict[str, Any] = {}
-        if i in WORKERS:
-            extra = {"sfl_shard": (i - 1, 3), "sfl_auto_join": True}
-        config.write_text(render_config(dataclasses.replace(
-            cfg, roles=frozenset(roles.get(i, ["worker"])),
-            mining_mode=cfg.mining_mode if i == REQ else "off", **extra)))
-
-
-def fund(root: Path, accounts: list[str]) -> None:
-    """Give every node's account :data:`FUNDS` in the genesis (pool, deposits, fees)."""
-    path = root / "genesis.json"
-    genesis = Genesis.from_json(path.read_text())
-    alloc = tuple(sorted((*genesis.alloc,
-                          *((Address(bytes.fromhex(a)), FUNDS) for a in accounts))))
-    path.write_text(dataclasses.replace(genesis, alloc=alloc).to_json())
+        roles = {REQ: ["requester"], CSP: ["csp"]}.get(i, ["worker"])
+        lay_out_node(root / f"node{i}" / "crowdmesh.toml", roles, i == REQ,
+                     (i - 1, 3) if i in WORKERS else None)
 
 
 async def _wait(what: str, timeout: float, check: Any) -> Any:
@@ -262,8 +246,7 @@ async def run_demo(root: Path, rounds: int = 5, seed: int = DEFAULT_SEED) -> Dem
     """Run the demo in ``root``; the result names every failure (none: passed)."""
     nodes = init_testnet(root, TestnetSpec(n=N_NODES, seed=seed, topology="mesh",
                                            mining_mode="on-demand"))
-    fund(root, [n.account for n in nodes])
-    configure(root)
+    configure(root, [n.account for n in nodes])
     console.print(f"testnet in {root}, ports {nodes[0].port}-{nodes[-1].port}")
     result = DemoResult()
     async with trio.open_nursery() as nursery:

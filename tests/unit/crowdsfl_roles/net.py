@@ -20,6 +20,7 @@ import numpy as np
 from crowdmesh.chain import Chain, MemoryStore, make_transaction, register_key_payload
 from crowdmesh.chain.contracts import REGISTER_KEY
 from crowdmesh.chain.contracts.crowdsfl import (
+    Phase,
     TaskSpec,
     burned_total,
     create_payload,
@@ -305,3 +306,12 @@ def spent_fees(net: Net, key: AccountKey) -> int:
 def net_gain(net: Net, key: AccountKey) -> int:
     """Balance change of ``key`` apart from the fees it paid."""
     return net.chain.balance(key.public) + spent_fees(net, key) - FUNDS
+
+
+def assert_aborted_and_refunded(net: Net, task: bytes, reason: str, workers: int = 3) -> None:
+    """The task aborted for ``reason``; nobody (requester, CSP, the first ``workers``
+    workers) gained or lost apart from fees, and nothing is left in escrow."""
+    assert net.phase(task).phase == Phase.ABORTED
+    assert events_named(net, "sfl-aborted")[0][1] == reason
+    assert [net_gain(net, k) for k in (REQ, CSP, *WORKERS[:workers])] == [0] * (2 + workers)
+    assert escrow_total(net.chain.state_get) == 0

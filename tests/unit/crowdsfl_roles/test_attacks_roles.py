@@ -15,18 +15,16 @@ from __future__ import annotations
 
 from crowdmesh.chain.codec import unpack
 from crowdmesh.chain.contracts.blob import blob_bytes
-from crowdmesh.chain.contracts.crowdsfl import Phase, escrow_total, score_commitment
+from crowdmesh.chain.contracts.crowdsfl import Phase, score_commitment
 from crowdmesh.chain.contracts.crowdsfl.records import read_list, round_key
 from crowdmesh.fl import accuracy, model_from_bytes
 from crowdmesh.roles import Role
 from crowdmesh.roles._sfl import PERMS, SCORES, round_bytes
 from crowdmesh.roles.sfl_jobs import model_spec
 from tests.unit.crowdsfl_roles.net import (
-    CSP,
-    REQ,
     WORKERS,
+    assert_aborted_and_refunded,
     events_named,
-    net_gain,
     node,
     setup,
     split_default,
@@ -79,10 +77,7 @@ def test_requester_stall_times_out_and_refunds_every_coin(net):
     net.run_until(task, {Phase.TRAINING})
     req.alive = False  # the requester never answers again
     net.run_until(task, DONE, max_blocks=20, advance=30)
-    assert net.phase(task).phase == Phase.ABORTED
-    assert events_named(net, "sfl-aborted")[0][1] == "requester-stall"
-    assert [net_gain(net, k) for k in (REQ, CSP, *WORKERS[:3])] == [0] * 5
-    assert escrow_total(net.chain.state_get) == 0
+    assert_aborted_and_refunded(net, task, "requester-stall")
 
 
 def test_per_round_scores_stay_off_chain(net):

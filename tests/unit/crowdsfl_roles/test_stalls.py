@@ -16,6 +16,7 @@ from tests.unit.crowdsfl_roles.net import (
     CSP,
     REQ,
     WORKERS,
+    assert_aborted_and_refunded,
     events_named,
     net_gain,
     node,
@@ -25,14 +26,12 @@ from tests.unit.crowdsfl_roles.net import (
 DONE = {Phase.SETTLED, Phase.ABORTED}
 
 
-def assert_refunded(net, reason: str, sender, workers: int = 3) -> None:
+def assert_refunded(net, task: bytes, reason: str, sender, workers: int = 3) -> None:
     """Aborted for ``reason`` by one ``sfl-timeout`` from ``sender``; nobody gained or lost."""
-    assert events_named(net, "sfl-aborted")[0][1] == reason
+    assert_aborted_and_refunded(net, task, reason, workers)
     timeouts = [tx.sender for h in range(1, net.chain.height + 1)
                 for tx in net.chain.get_block_by_height(h).txs if tx.kind == "sfl-timeout"]
     assert timeouts == [sender.public]
-    assert [net_gain(net, k) for k in (REQ, CSP, *WORKERS[:workers])] == [0] * (2 + workers)
-    assert escrow_total(net.chain.state_get) == 0
     for n in net.nodes:
         if n.alive:
             assert not n.logged("sfl-call-rejected"), (n.name, n.logs)
@@ -44,7 +43,7 @@ def test_a_requester_that_never_starts_round_0_is_timed_out_by_the_csp(net):
     req.alive = False  # created the task, never posts the initial model
     net.run_until(task, DONE, advance=30)
     assert net.phase(task).phase == Phase.ABORTED
-    assert_refunded(net, "requester-stall", CSP)
+    assert_refunded(net, task, "requester-stall", CSP)
 
 
 def test_a_requester_that_never_posts_the_next_model_is_timed_out_by_the_csp(net):
@@ -53,7 +52,7 @@ def test_a_requester_that_never_posts_the_next_model_is_timed_out_by_the_csp(net
     req.alive = False  # scored round 0, never aggregates
     net.run_until(task, DONE, max_blocks=20, advance=30)
     assert net.phase(task).phase == Phase.ABORTED
-    assert_refunded(net, "requester-stall", CSP)
+    assert_refunded(net, task, "requester-stall", CSP)
 
 
 def test_too_few_workers_with_the_requester_gone_is_timed_out_by_the_csp(net):
@@ -62,7 +61,7 @@ def test_too_few_workers_with_the_requester_gone_is_timed_out_by_the_csp(net):
     req.alive = False
     net.run_until(task, DONE, advance=30)
     assert net.phase(task).phase == Phase.ABORTED
-    assert_refunded(net, "too-few-workers", CSP, workers=2)
+    assert_refunded(net, task, "too-few-workers", CSP, workers=2)
 
 
 @pytest.mark.parametrize("advance", [30, 1000])
@@ -102,10 +101,7 @@ def test_a_csp_that_never_settles_is_timed_out_by_a_worker_when_the_requester_is
     net.mine()
     assert net.phase(task).phase == Phase.FINAL
     net.run_until(task, DONE, max_blocks=30, advance=30)
-    assert net.phase(task).phase == Phase.ABORTED
-    assert events_named(net, "sfl-aborted")[0][1] == "csp-stall"
-    assert [net_gain(net, k) for k in (REQ, CSP, *WORKERS[:3])] == [0] * 5
-    assert escrow_total(net.chain.state_get) == 0
+    assert_aborted_and_refunded(net, task, "csp-stall")
 
 
 def test_a_redundant_timeout_refused_as_wrong_phase_is_dropped_quietly(net):
@@ -123,4 +119,4 @@ def test_a_redundant_timeout_refused_as_wrong_phase_is_dropped_quietly(net):
         net.mine()
         assert not n.logged("sfl-call-rejected"), n.logs
         assert len(net.ledger.mempool.select()) == before == 0
-    assert_refunded(net, "requester-stall", CSP)
+    assert_refunded(net, task, "requester-stall", CSP)

@@ -19,6 +19,7 @@ from tests.unit.crowdsfl_roles.net import (
     CSP,
     REQ,
     WORKERS,
+    assert_aborted_and_refunded,
     events_named,
     net_gain,
     node,
@@ -117,10 +118,7 @@ def test_a_csp_stall_times_out_and_refunds_every_coin(net):
     _, csp, _, task, _ = setup(net)
     csp.alive = False  # the CSP never answers again
     net.run_until(task, DONE, advance=30)
-    assert net.phase(task).phase == Phase.ABORTED
-    assert events_named(net, "sfl-aborted")[0][1] == "csp-stall"
-    assert [net_gain(net, k) for k in (REQ, CSP, *WORKERS[:3])] == [0] * 5
-    assert escrow_total(net.chain.state_get) == 0
+    assert_aborted_and_refunded(net, task, "csp-stall")
 
 
 def test_a_free_rider_and_a_label_flipper_are_excluded_and_accuracy_is_kept(net):

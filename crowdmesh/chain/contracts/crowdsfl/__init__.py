@@ -44,7 +44,7 @@ from crowdmesh.chain.contracts.crowdsfl.records import (
     task_status,
     task_workers,
 )
-from crowdmesh.chain.contracts.crowdsfl.settle import REP_GAIN, REP_LOSS
+from crowdmesh.chain.contracts.crowdsfl.settle import REP_GAIN, REP_LOSS, timeout_due
 from crowdmesh.chain.contracts.crowdsfl.spec import MAX_WORKERS, TaskSpec, deposit_for
 
 __all__ = [
@@ -84,5 +84,6 @@ __all__ = [
     "submit_payload",
     "task_status",
     "task_workers",
+    "timeout_due",
     "timeout_payload",
 ]

@@ -33,6 +33,7 @@ from crowdmesh.chain.contracts.base import Event
 from crowdmesh.chain.contracts.crowdsfl.calls import Call, require_csp
 from crowdmesh.chain.contracts.crowdsfl.records import (
     Phase,
+    Status,
     Worker,
     WorkerState,
     add_burned,
@@ -42,9 +43,10 @@ from crowdmesh.chain.contracts.crowdsfl.records import (
     store_status,
     task_workers,
 )
+from crowdmesh.chain.contracts.crowdsfl.spec import TaskSpec
 from crowdmesh.errors import ValidationError
 
-__all__ = ["REP_GAIN", "REP_LOSS", "WAITING_ON", "on_settle", "on_timeout"]
+__all__ = ["REP_GAIN", "REP_LOSS", "WAITING_ON", "on_settle", "on_timeout", "timeout_due"]
 
 REP_GAIN = 1  # a completed task
 REP_LOSS = 2  # a missed deadline or a flagged model costs more than a success earns
@@ -111,14 +113,23 @@ def on_settle(c: Call) -> tuple[Event, ...]:
     return (*events, Event("sfl-settled", (c.task.task_id, total, refund, burned)))
 
 
+def timeout_due(status: Status, joined: int, spec: TaskSpec) -> int:
+    """The block time after which ``sfl-timeout`` aborts the task: the join deadline while too
+    few workers joined (or the stall deadline, if earlier), else the stall deadline."""
+    if status.phase == Phase.JOINING and joined < spec.min_workers:
+        return min(status.window_end, status.stall_at)
+    return status.stall_at
+
+
 def _timeout_reason(c: Call) -> str:
     s = c.status
-    few = len(task_workers(c.state.get, c.task.task_id)) < c.task.spec.min_workers
-    if s.phase == Phase.JOINING and c.now > s.window_end and few:
+    joined = len(task_workers(c.state.get, c.task.task_id))
+    due = timeout_due(s, joined, c.task.spec)
+    if c.now <= due:
+        raise ValidationError("sfl-not-expired", f"until {due}")
+    if s.phase == Phase.JOINING and joined < c.task.spec.min_workers and c.now > s.window_end:
         return "too-few-workers"
-    if c.now > s.stall_at:
-        return f"{WAITING_ON[s.phase]}-stall"
-    raise ValidationError("sfl-not-expired", f"until {s.stall_at}")
+    return f"{WAITING_ON[s.phase]}-stall"
 
 
 def on_timeout(c: Call) -> tuple[Event, ...]:
