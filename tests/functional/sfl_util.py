@@ -65,6 +65,17 @@ async def register_keys(net: Testnet, parties: Sequence[NodeHandle], miner: Node
         await wait_until(registered, 30, f"{node} key registered")
 
 
+async def start_parties(net: Testnet, miner: int, workers: Sequence[int],
+                        req: int = 0, csp: int = 1) -> tuple[NodeHandle, NodeHandle]:
+    """Lay the testnet out (:func:`configure`), start every daemon and register the requester's
+    and the CSP's ElGamal keys (mined by ``miner``); the (requester, CSP) handles."""
+    configure(net, {req: ["requester"], csp: ["csp"]}, miner, workers)
+    await net.start_all()
+    parties = (net.nodes[req], net.nodes[csp])
+    await register_keys(net, parties, net.nodes[miner])
+    return parties
+
+
 async def create_task(req: NodeHandle, csp: NodeHandle, *flags: str) -> str:
     """``task create --csp <csp> FLAGS`` on the requester; the task id."""
     account = (await csp.rpc("account"))["account"]

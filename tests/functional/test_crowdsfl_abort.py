@@ -16,12 +16,11 @@ from tests.functional.framework import log, running_testnet
 from tests.functional.sfl_util import (
     assert_balances_agree,
     assert_supply_rpc,
-    configure,
     create_task,
     dump,
     gains,
     quiet,
-    register_keys,
+    start_parties,
     wait_phase,
 )
 
@@ -60,10 +59,7 @@ async def _check_aborted(net: Testnet, task: str, reason: str, live: list[NodeHa
 async def test_a_csp_that_dies_after_round_0_starts_is_timed_out_with_every_coin_back() -> None:
     async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
-        configure(net, {REQ: ["requester"], CSP: ["csp"]}, miner=REQ, workers=(2, 3, 4))
-        await net.start_all()
-        req, csp = net.nodes[REQ], net.nodes[CSP]
-        await register_keys(net, (req, csp), req)
+        req, csp = await start_parties(net, REQ, (2, 3, 4))
         task = await create_task(req, csp, "--rounds", "2", "--t-wait", "5", "--t-step", "5")
         await wait_phase(req, task, ["training"], 40, "round 0 started")
         await csp.kill()  # SIGKILL, never restarted: the CSP stalls for good
@@ -75,10 +71,7 @@ async def test_a_requester_that_dies_after_the_first_blinded_list_is_timed_out_b
     async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
         # the CSP is the one miner, so blocks keep coming once the requester is gone
-        configure(net, {REQ: ["requester"], CSP: ["csp"]}, miner=CSP, workers=(2, 3, 4))
-        await net.start_all()
-        req, csp = net.nodes[REQ], net.nodes[CSP]
-        await register_keys(net, (req, csp), csp)
+        req, csp = await start_parties(net, CSP, (2, 3, 4))
         task = await create_task(req, csp, "--rounds", "2", "--t-wait", "15", "--t-step",
                                  "10")
         await wait_phase(req, task, ["blinded", "scored", "selected", "final"], 50,
@@ -91,10 +84,7 @@ async def test_a_requester_that_dies_after_the_first_blinded_list_is_timed_out_b
 async def test_too_few_workers_before_the_join_deadline_aborts_with_every_coin_back() -> None:
     async with running_testnet(n=4, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
-        configure(net, {REQ: ["requester"], CSP: ["csp"]}, miner=REQ, workers=(2, 3))
-        await net.start_all()
-        req, csp = net.nodes[REQ], net.nodes[CSP]
-        await register_keys(net, (req, csp), req)
+        req, csp = await start_parties(net, REQ, (2, 3))
         task = await create_task(req, csp, "--rounds", "2", "--min-workers", "3",
                                  "--max-workers", "3", "--select", "3", "--join-window", "8")
         await _check_aborted(net, task, "too-few-workers", list(net.nodes), workers=2,

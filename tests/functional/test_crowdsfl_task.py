@@ -20,11 +20,10 @@ from tests.functional.sfl_util import (
     assert_balances_agree,
     assert_supply_rpc,
     cli_async,
-    configure,
     create_task,
     dump,
     quiet,
-    register_keys,
+    start_parties,
     wait_phase,
 )
 
@@ -34,14 +33,10 @@ REQ, CSP, WORKERS = 0, 1, (2, 3, 4)
 TASK_WAIT_S = 75
 
 
-def _configure(net: Testnet) -> None:
-    """Roles, shards and funds: only the requester mines (one miner: no equal-work forks)."""
-    configure(net, {REQ: ["requester"], CSP: ["csp"]}, REQ, WORKERS)
-
-
 async def _start_task(net: Testnet) -> str:
-    req, csp = net.nodes[REQ], net.nodes[CSP]
-    await register_keys(net, (req, csp), req)
+    """Roles, shards, funds and keys (only the requester mines: no equal-work forks), then a
+    t = 2 task from the CLI."""
+    req, csp = await start_parties(net, REQ, WORKERS)
     return await create_task(req, csp, "--rounds", "2", "--t-wait", "20", "--t-step", "30")
 
 
@@ -82,8 +77,6 @@ async def _check_settled(net: Testnet, task: str, shown: dict) -> None:
 async def test_a_task_runs_from_the_cli_to_settlement_between_five_daemons(tmp_path: Path):
     async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
-        _configure(net)
-        await net.start_all()
         task = await _start_task(net)
         shown = await _settled(net.nodes[REQ], task)
         await _check_settled(net, task, shown)
@@ -103,8 +96,6 @@ async def test_a_task_runs_from_the_cli_to_settlement_between_five_daemons(tmp_p
 async def test_the_task_settles_although_the_csp_is_killed_mid_task(tmp_path: Path):
     async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
-        _configure(net)
-        await net.start_all()
         task = await _start_task(net)
         req, csp = net.nodes[REQ], net.nodes[CSP]
 
