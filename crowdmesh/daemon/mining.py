@@ -10,7 +10,10 @@ Invariants:
   searching get into the block and the timestamp stays fresh.
 - The gather wait before a search ends after ``gather_s``, or earlier once the pending count
   (``pending()`` = (transactions, senders), polled every :data:`QUIET_POLL_S`) has not changed
-  for ``quiet_s`` (``quiet_many_s`` while two or more senders are pooled).
+  for ``quiet_s`` (``quiet_many_s`` while two or more senders are pooled). ``pace()`` (asked
+  again only when the pending count changes; ``crowdsfl.pool_pace``) overrides the quiet rule:
+  COMPLETE (the pool completes every protocol step it touches) ends the wait at once, AWAITING
+  (a step certainly has more calls due) waits for them up to ``gather_s``.
 - A search that ends by itself without a block (no template could be built) is reported once
   through ``on_stopped(parent)``; a cancelled search (``stop``, a newer ``mine_on``) is not, as
   whoever cancelled it knows.
@@ -28,6 +31,7 @@ import trio
 
 from crowdmesh.chain.block import Block, BlockHeader, mine
 from crowdmesh.chain.chain import ImportResult, ImportStatus
+from crowdmesh.chain.contracts.crowdsfl import PoolPace, pool_pace
 from crowdmesh.daemon.api import JsonObj, MiningMode
 from crowdmesh.daemon.ledger import Ledger
 from crowdmesh.daemon.logs import log_event, log_reject
@@ -108,9 +112,11 @@ class MiningRunner:
         batch: int = DEFAULT_BATCH,
         on_stopped: StoppedFn | None = None,
         pending: Callable[[], tuple[int, int]] | None = None,
+        pace: Callable[[], PoolPace] = lambda: PoolPace.UNKNOWN,
     ) -> None:
         self._nursery = nursery
         self._pending = pending
+        self._pace = pace
         self._build = build_template
         self._on_found = on_found
         self._on_stopped = on_stopped
@@ -147,11 +153,14 @@ class MiningRunner:
             return
         now = trio.current_time()
         end, quiet_from, seen = now + gather_s, now, self._pending()
-        while now < end and now - quiet_from < (quiet[0] if seen[1] < 2 else quiet[1]):
+        pace = self._pace()
+        while pace is not PoolPace.COMPLETE and now < end and (
+                pace is PoolPace.AWAITING
+                or now - quiet_from < (quiet[0] if seen[1] < 2 else quiet[1])):
             await trio.sleep(QUIET_POLL_S)
             now, pending = trio.current_time(), self._pending()
             if pending != seen:
-                quiet_from, seen = now, pending
+                quiet_from, seen, pace = now, pending, self._pace()
 
     async def _run(self, parent: bytes, scope: trio.CancelScope, gather_s: float,
                    quiet: tuple[float, float]) -> None:
@@ -229,8 +238,12 @@ class BlockProducer:
         self.runner = MiningRunner(nursery, self._template, self._on_mined,
                                    on_stopped=self._on_search_stopped,
                                    pending=lambda: (len(self._ledger.mempool),
-                                                    self._ledger.mempool.senders))
+                                                    self._ledger.mempool.senders),
+                                   pace=self._pool_pace)
         return self.runner
+
+    def _pool_pace(self) -> PoolPace:
+        return pool_pace(self._ledger.chain.state_get, self._ledger.mempool.transactions())
 
     def _template(self, parent: bytes) -> Block | None:
         try:

@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from crowdmesh.chain import Block
+from crowdmesh.chain.contracts.crowdsfl import PoolPace
 from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
 from crowdmesh.daemon.mining import MiningRunner
 from crowdmesh.errors import DecodeError, ValidationError
@@ -48,18 +49,30 @@ async def test_a_cancelled_search_is_not_reported() -> None:
     assert stopped == []
 
 
-async def _gather_ends(changes: list[tuple[float, int]]) -> float:
+def _pace(pooled: int, ready_at: int, awaiting_from: int) -> PoolPace:
+    if 0 < ready_at <= pooled:
+        return PoolPace.COMPLETE
+    return PoolPace.AWAITING if 0 < awaiting_from <= pooled else PoolPace.UNKNOWN
+
+
+async def _gather_ends(changes: list[tuple[float, int]], ready_at: int = 0,
+                       awaiting_from: int = 0) -> float:
     """When a 1 s gather with a 50 ms quiet window (100 ms with two or more senders pooled)
-    ends, if the pool gains a transaction from sender ``s`` at each virtual time ``(t, s)``."""
+    ends, if the pool gains a transaction from sender ``s`` at each virtual time ``(t, s)``
+    (t < 0: already pooled when the search starts);
+    ``ready_at`` > 0: the pool completes its steps once it holds that many transactions;
+    ``awaiting_from`` > 0: before that, from this many on, more are known to be due."""
     stopped: list[float] = []
     pool: list[int] = []
     async with trio.open_nursery() as nursery:
         runner = MiningRunner(nursery, lambda parent: None, _never_found,
                               on_stopped=lambda parent: stopped.append(trio.current_time()),
-                              pending=lambda: (len(pool), len(set(pool))))
+                              pending=lambda: (len(pool), len(set(pool))),
+                              pace=lambda: _pace(len(pool), ready_at, awaiting_from))
         start = trio.current_time()
+        pool.extend(sender for at, sender in changes if at < 0)  # pooled before the search
         runner.mine_on(P, gather_s=1.0, quiet_s=0.05, quiet_many_s=0.1)
-        for at, sender in changes:
+        for at, sender in (c for c in changes if c[0] >= 0):
             await trio.sleep_until(start + at)
             pool.append(sender)
         with trio.fail_after(5):
@@ -78,6 +91,20 @@ async def test_the_gather_ends_after_a_quiet_window_or_at_its_cap(
         changes: list[tuple[float, int]], low: float, high: float,
         autojump_clock: trio.testing.MockClock) -> None:
     assert low <= await _gather_ends(changes) < high
+
+
+@pytest.mark.parametrize(("changes", "ready_at", "awaiting_from", "low", "high"), [
+    ([(-1.0, 1)], 1, 0, 0.0, 0.001),  # the pool is complete when the search starts: no wait
+    ([(0.02, 1), (0.04, 2), (0.06, 3)], 3, 0, 0.06, 0.066),  # the third of three: a poll later
+    ([(0.02, 1), (0.04, 2)], 3, 0, 0.14, 0.15),  # never complete, nothing known: quiet rule
+    # more known to be due: no quiet window ends the wait, only the third arrival ...
+    ([(0.02, 1), (0.04, 2), (0.5, 3)], 3, 1, 0.5, 0.506),
+    ([(0.02, 1), (0.04, 2)], 3, 1, 1.0, 1.01),  # ... or the gather cap
+])
+async def test_the_pools_pace_overrides_the_quiet_window(
+        changes: list[tuple[float, int]], ready_at: int, awaiting_from: int, low: float,
+        high: float, autojump_clock: trio.testing.MockClock) -> None:
+    assert low <= await _gather_ends(changes, ready_at, awaiting_from) < high
 
 
 class _Ports:

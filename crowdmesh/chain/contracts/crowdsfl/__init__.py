@@ -10,6 +10,7 @@ whole picture.
 """
 
 from crowdmesh.chain.contracts.crowdsfl.dispatch import CONTRACTS, TABLE
+from crowdmesh.chain.contracts.crowdsfl.pace import PoolPace, pool_pace
 from crowdmesh.chain.contracts.crowdsfl.payloads import (
     KIND_ACCURACY,
     KIND_BLINDED,
@@ -64,6 +65,7 @@ __all__ = [
     "REP_LOSS",
     "TABLE",
     "Phase",
+    "PoolPace",
     "Status",
     "Task",
     "TaskSpec",
@@ -78,6 +80,7 @@ __all__ = [
     "join_payload",
     "load_worker",
     "model_payload",
+    "pool_pace",
     "score_commitment",
     "select_payload",
     "settle_payload",
