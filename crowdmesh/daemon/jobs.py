@@ -35,10 +35,11 @@ from typing import Any, TypeVar
 
 import trio
 
-from crowdmesh.crypto.groups import released_gil
+from crowdmesh.crypto.elgamal import generator
+from crowdmesh.crypto.groups import PROFILES, released_gil
 from crowdmesh.errors import CrowdmeshError, UsageError
 
-__all__ = ["JobOutcome", "JobPool", "JobStats", "ProcessMapper"]
+__all__ = ["JobOutcome", "JobPool", "JobStats", "ProcessMapper", "warm_crypto_tables"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -173,6 +174,23 @@ class JobPool:
 def _in_thread(job: _Job, fn: Callable[..., object], args: tuple[object, ...]) -> object:
     """The worker-thread side: mark the job running and run it with the GIL releasable."""
     job.in_thread = True
+    with released_gil():
+        return fn(*args)
+
+
+async def warm_crypto_tables() -> None:
+    """Build each table profile's generator table (``elgamal.generator``) in a thread.
+
+    Every node needs g's table at the first CrowdSFL submission it validates (and workers at
+    their first encryption); built then, its ~0.1–0.2 s of CPU lands on a task's critical path.
+    A long-running daemon pays it once, so it pays it at start-up, off the event loop.
+    """
+    for profile in PROFILES.values():
+        if profile.tables:
+            await trio.to_thread.run_sync(_released, generator, profile, **_ABANDON_ON_CANCEL)
+
+
+def _released(fn: Callable[..., object], *args: object) -> object:
     with released_gil():
         return fn(*args)
 

@@ -44,7 +44,7 @@ from crowdmesh.daemon.config import NodeConfig
 from crowdmesh.daemon.effects import EffectExecutor, EffectPorts
 from crowdmesh.daemon.groupstore import GroupCommitStore
 from crowdmesh.daemon.intake import GossipIntake
-from crowdmesh.daemon.jobs import JobPool
+from crowdmesh.daemon.jobs import JobPool, warm_crypto_tables
 from crowdmesh.daemon.ledger import Ledger
 from crowdmesh.daemon.logs import log_event, log_reject
 from crowdmesh.daemon.mempoolfile import open_ledger
@@ -110,7 +110,8 @@ class Node:
                                       Role.MINER in self.roles, self.host.deliver,
                                       self.feed.imported, relay.publish_block)
         self._start_effects(nursery, relay)
-        for task in (self.intake.run, relay.run, self.sync.run, self.fetcher.run):
+        for task in (self.intake.run, relay.run, self.sync.run, self.fetcher.run,
+                     warm_crypto_tables):
             nursery.start_soon(task)
         spatial = SpatialApi(self.ledger, self.host, self.role_store, self.spatial.set_location)
         self.services = Services(self, ChainApi(self.ledger, self.feed), self.producer,

@@ -23,6 +23,8 @@ Invariants (each closes a silent drop listed in LIBP2P.md):
   runs the validator's checks on the message itself first, since no validator is registered
   for such a topic.
 - Equivocation memory keeps a digest per message instead of the whole message (§7).
+- The sender's signed peer record in each RPC is checked once per peer and record, not twice
+  per RPC (:mod:`crowdmesh.p2p.recordmemo`, installed by the first :class:`Gossip`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 
 from crowdmesh.errors import CrowdmeshError, DecodeError, ValidationError
+from crowdmesh.p2p import recordmemo
 from crowdmesh.p2p.messages import (
     MAX_GOSSIP_BYTES,
     BlockAnnounce,
@@ -225,6 +228,7 @@ class Gossip:
         config: GossipConfig | None = None,
     ) -> None:
         cfg = config or GossipConfig()
+        recordmemo.install()
         self.host = host
         self.scores = scores
         self.topics = {kind: topic_name(chain_id, kind) for kind in CORE_TOPICS}

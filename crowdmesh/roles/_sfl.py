@@ -47,7 +47,15 @@ from crowdmesh.chain.contracts.transfer import KIND as TRANSFER
 from crowdmesh.chain.contracts.transfer import transfer_payload
 from crowdmesh.errors import ValidationError
 from crowdmesh.roles.context import RoleContext
-from crowdmesh.roles.effects import Effect, LogEvent, ScheduleAt, StoreDelete, StorePut, SubmitCall
+from crowdmesh.roles.effects import (
+    Effect,
+    LogEvent,
+    RunJob,
+    ScheduleAt,
+    StoreDelete,
+    StorePut,
+    SubmitCall,
+)
 from crowdmesh.roles.events import BlockConnected, CallRejected, Event, JobFailed, JobFinished
 from crowdmesh.roles.sfl_events import SflConfigured, SflTaskSeen
 
@@ -341,6 +349,17 @@ def block_keys(event: Event, role: Role, live: frozenset[str],
 
 Step = Callable[[TaskState, Chain, RoleContext], Result]
 PhaseTable = Mapping[Phase, Step]
+
+
+def warming(step: Step, job: Callable[..., bytes],
+            args: Callable[[Chain], tuple[object, ...]]) -> Step:
+    """``step``, plus once per process the job ``job(*args(chain))`` that fills a key-table
+    cache while the task is joining (its result is dropped: no finisher knows ``warm``)."""
+    def both(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
+        state, effects = step(state, chain, ctx)
+        state, warm = ask(state, "warm", [RunJob("warm", job, args(chain))])
+        return state, [*effects, *warm]
+    return both
 
 
 def reconcile(state: TaskState, ctx: RoleContext, table: PhaseTable) -> Result:

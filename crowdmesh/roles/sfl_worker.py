@@ -43,7 +43,7 @@ from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import RunJob, SubmitCall
 from crowdmesh.roles.events import Event, JobFinished
 from crowdmesh.roles.sfl_events import SflJoinRequested
-from crowdmesh.roles.sfl_jobs import train_job
+from crowdmesh.roles.sfl_jobs import train_job, warm_joint_key_job
 
 if TYPE_CHECKING:
     from crowdmesh.roles.dispatch import Role
@@ -126,7 +126,8 @@ def _then_watch(step: _sfl.Step) -> _sfl.Step:
 
 
 _PHASES: _sfl.PhaseTable = {
-    Phase.JOINING: _then_watch(_join),
+    Phase.JOINING: _sfl.warming(_then_watch(_join), warm_joint_key_job,
+                                lambda c: (c.spec_bytes, c.task.joint)),
     Phase.TRAINING: _then_watch(_train),
     Phase.BLINDED: _watch,
     Phase.SCORED: _watch,

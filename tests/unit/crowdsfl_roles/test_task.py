@@ -14,6 +14,7 @@ from crowdmesh.chain.contracts.crowdsfl.records import read_list, round_key
 from crowdmesh.fl import accuracy, fedavg, local_train, model_from_bytes, model_to_bytes
 from crowdmesh.roles import Role
 from crowdmesh.roles._sfl import PERMS, Settings, derive_seed, round_bytes
+from crowdmesh.roles import sfl_jobs
 from crowdmesh.roles.sfl_jobs import generator, model_spec, train_spec
 from tests.unit.crowdsfl_roles.net import (
     CSP,
@@ -72,6 +73,20 @@ def test_a_whole_task_runs_to_settlement_and_pays(net):
     net.mine()
     assert chain_model(net, task, task_spec().rounds) is not None  # the final model
     assert all(n.host.instances(next(iter(n.roles))) == [] for n in net.nodes)
+
+
+def test_every_party_builds_its_key_tables_while_the_task_is_joining(net):
+    sfl_jobs._public_key.cache_clear()
+    sfl_jobs._task_keys.cache_clear()
+    _, _, _, task, _ = setup(net, min_workers=3, max_workers=4)  # stays JOINING
+    assert net.phase(task).phase == Phase.JOINING
+    assert sorted(r for r in net.job_runs if r.endswith(":warm")) == \
+        ["csp:warm", "req:warm", "w0:warm", "w1:warm", "w2:warm"]
+    assert sfl_jobs._public_key.cache_info().currsize == 1  # the joint key, before round 0
+    assert sfl_jobs._task_keys.cache_info().currsize == 1
+    net.mine()
+    net.mine()  # every block reconciles every instance again
+    assert len([r for r in net.job_runs if r.endswith(":warm")]) == 5  # once per process
 
 
 @pytest.mark.parametrize("aggregation", ["equal", "nk"])
