@@ -28,6 +28,7 @@ __all__ = [
     "Montgomery",
     "P",
     "Point",
+    "add",
     "clear_cofactor",
     "decode",
     "decode_or_raise",
@@ -40,6 +41,8 @@ __all__ = [
     "is_identity",
     "ladder_scalar",
     "map_to_curve_elligator2",
+    "negate",
+    "recover",
     "scalar_mult",
     "to_affine",
     "to_montgomery",
@@ -135,9 +138,15 @@ def add(p1: Point, p2: Point) -> Point:
     return (e * f % _PM, g * h % _PM, f * g % _PM, e * h % _PM)
 
 
+def negate(point: Point) -> Point:
+    """-point = (-x, y)."""
+    x, y, z, t = point
+    return (-x % _PM, y, z, -t % _PM)
+
+
 def double(point: Point) -> Point:
     """2·point (dbl-2008-hwcd, a = -1): 4 squarings and 4 products where ``add`` needs 9
-    products; it never reads T, so callers may chain it and set T once at the end."""
+    products; it never reads T (and returns a correct one), so callers may chain it."""
     x1, y1, z1, _ = point
     a = x1 * x1 % _PM
     b = y1 * y1 % _PM
@@ -266,12 +275,16 @@ class Montgomery:
         u, v: its coordinates; neither is 0 (the point is not the identity or of order 2).
         inv_2v: 1/(2·v) mod P, the denominator of every recovery from this point.
         u_bytes: u as X25519 takes it (32 bytes little-endian).
+        v2: v² = u³ + A·u² + u, a term of every recovery from this point.
+        edwards: the same point on edwards25519, as given to ``to_montgomery``.
     """
 
     u: int
     v: int
     inv_2v: int
     u_bytes: bytes
+    v2: int
+    edwards: Point
 
 
 _LADDER_TOP = 1 << 254  # X25519 sets bit 254, clears bit 255 and the 3 low bits (RFC 7748 §5)
@@ -296,7 +309,7 @@ def to_montgomery(point: Point) -> Montgomery | None:
     u = b * x % _PM * zb % _PM * inv % _PM
     v = _C_EDWARDS * zb % _PM * zb % _PM * inv % _PM
     inv_2v = _INV_2C * xa % _PM * xa % _PM * inv % _PM
-    return Montgomery(u, v, inv_2v, u.to_bytes(32, "little"))
+    return Montgomery(u, v, inv_2v, u.to_bytes(32, "little"), v * v % _PM, point)
 
 
 def ladder_scalar(n: int) -> bytes | None:
@@ -319,8 +332,14 @@ def _rhs(u: int) -> int:
 
 
 def from_ladders(base: Montgomery, u1: int, u2: int, step: int) -> bytes | None:
-    """encode(Q) for Q = n·base, given u1 = u(Q) and u2 = u(Q + step·base) (from X25519) with
-    step = ±1, or None when Q = ±base or has no image this formula reaches (caller falls back).
+    """encode(``recover(base, u1, u2, step)``), or None where that is None."""
+    point = recover(base, u1, u2, step)
+    return None if point is None else encode(point)
+
+
+def recover(base: Montgomery, u1: int, u2: int, step: int) -> Point | None:
+    """Q = n·base, given u1 = u(Q) and u2 = u(Q + step·base) (from X25519) with step = ±1, or
+    None when Q = ±base or has no image this formula reaches (caller falls back).
 
     From the addition law (v1 - step·vP)² = (u1 + uP + u2 + A)·(u1 - uP)² and v² = rhs(u):
     v1 = (rhs(u1) + rhs(uP) - (u1 + uP + u2 + A)·(u1 - uP)²) / (2·step·vP).
@@ -329,10 +348,9 @@ def from_ladders(base: Montgomery, u1: int, u2: int, step: int) -> bytes | None:
     if u1 in (0, up, P - 1):
         return None  # Q = (0, 0) or the identity (u = 0), Q = ±base, or y = (u - 1)/(u + 1) = ∞
     diff = (u1 - up) % _PM
-    v1 = (_rhs(u1) + _rhs(up) - (u1 + up + u2 + _J) * diff % _PM * diff) * step * base.inv_2v % _PM
+    v1 = (_rhs(u1) + base.v2 - (u1 + up + u2 + _J) * diff % _PM * diff) * step * base.inv_2v % _PM
     if v1 == 0:
         return None
-    inv = _inv(v1 * (u1 + 1))  # one inversion for x = c·u1/v1 and y = (u1 - 1)/(u1 + 1)
-    x = _C_EDWARDS * u1 % _PM * (u1 + 1) % _PM * inv % _PM
-    y = (u1 - 1) * v1 % _PM * inv % _PM
-    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+    # x = c·u1/v1 and y = (u1 - 1)/(u1 + 1) over Z = v1·(u1 + 1): no inversion until encoding
+    cu = _C_EDWARDS * u1 % _PM
+    return (cu * (u1 + 1) % _PM, (u1 - 1) * v1 % _PM, v1 * (u1 + 1) % _PM, cu * (u1 - 1) % _PM)

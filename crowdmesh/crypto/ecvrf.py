@@ -15,11 +15,17 @@ Invariants:
   prime-order subgroup, small-order points and identity results, which RFC 9381 still defines (a
   key may carry a torsion component; Gamma need only be on the curve), so those fall back to
   plain-integer arithmetic in ``crowdmesh.crypto._ed25519``. Honest inputs never take that path.
-- Faster path for c·Y and s·H in ``verify_decoded``: libsodium's edwards25519 multiplication
-  re-proves subgroup membership each call (as costly as the multiplication), but H = 8·point
-  always lies in the prime-order subgroup and a key's membership is memoised, so there two
-  X25519 ladders and an exact recovery (``_ed25519.from_ladders``) give the very same point;
-  wherever that recovery does not apply it falls back to ``_mul``. Gamma keeps ``_mul``.
+- Faster path in ``verify_decoded``: libsodium's edwards25519 multiplication re-proves subgroup
+  membership each call (as costly as the multiplication), so a product by a point known to lie
+  in the prime-order subgroup takes two X25519 ladders and an exact recovery
+  (``_ed25519.recover``) instead: c·Y (a key's membership is memoised), s·H (H = 8·point) and
+  q·(8·Gamma) for c·Gamma = q·(8·Gamma) + r·Gamma, c = 8q + r. Gamma itself need not lie in the
+  subgroup (RFC 9381 only asks that it decode), but 8·Gamma always does, and r·Gamma is a sum
+  of Gamma, 2·Gamma and 4·Gamma, which ``decode_proof`` computes on its way to 8·Gamma for beta.
+  V = s·H - q·(8·Gamma) - r·Gamma is summed in plain integers (the complete addition law holds
+  on the whole curve, torsion included) and encoded once. An n with no ladder scalar takes
+  (n - 1)·P + P; wherever recovery does not apply (an identity or ±P result, a small-order
+  Gamma) it falls back to ``_mul``. Every route gives the point ``_mul`` gives.
 - Speed (a tally re-verifies K proofs, SPATIAL.md §2.3 step 6): a validated public key is
   memoised (``_decode_key`` is a pure function of 32 bytes, so the memo never changes a result);
   try-and-increment rejects a non-point candidate with a Jacobi symbol before paying for a square
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 import gmpy2
@@ -129,21 +135,30 @@ def _ladder(k: bytes | None, u: bytes) -> int | None:
 def _mul_subgroup(n: int, base: ed.Montgomery | None, point: bytes) -> bytes:
     """n·point, where ``base`` is point's Montgomery form if point is known to lie in the
     prime-order subgroup (None: not known). Same result as ``_mul``, whichever path runs."""
-    if base is not None:
-        u1 = _ladder(ed.ladder_scalar(n), base.u_bytes)
-        encoded = None if u1 is None else _recover(n, base, u1)
-        if encoded is not None:
-            return encoded
-    return _mul(n, point)
+    product = None if base is None else _ladder_point(n, base)
+    return _mul(n, point) if product is None else ed.encode(product)
 
 
-def _recover(n: int, base: ed.Montgomery, u1: int) -> bytes | None:
-    """n·base from u1 = u(n·base) and a second ladder, to (n + 1)·base or else (n - 1)·base
-    (only one of n ± 1 can lack a ladder scalar)."""
+def _ladder_point(n: int, base: ed.Montgomery) -> ed.Point | None:
+    """n·base from X25519 ladders, or None where they do not apply. An n without a ladder scalar
+    (8 | n and n small: 1 in 12 challenges c) takes (n - 1)·base + base; n - 1 has one."""
+    k = ed.ladder_scalar(n)
+    if k is not None:
+        return _ladder_pair(n, k, base)
+    rest = _ladder_pair(n - 1, ed.ladder_scalar(n - 1), base)
+    return None if rest is None else ed.add(rest, base.edwards)
+
+
+def _ladder_pair(n: int, k: bytes | None, base: ed.Montgomery) -> ed.Point | None:
+    """n·base from u1 = u(n·base) (k: n's ladder scalar) and a second ladder, to (n + 1)·base or
+    else (n - 1)·base (only one of n ± 1 can lack a ladder scalar)."""
+    u1 = _ladder(k, base.u_bytes)
+    if u1 is None:
+        return None
     for step in (1, -1):
         u2 = _ladder(ed.ladder_scalar(n + step), base.u_bytes)
         if u2 is not None:
-            return ed.from_ladders(base, u1, u2, step)
+            return ed.recover(base, u1, u2, step)
     return None
 
 
@@ -279,9 +294,16 @@ def _decode_proof(pi: bytes) -> tuple[ed.Point, int, int]:
     return gamma, c, s
 
 
-def _gamma_to_hash(suite: Suite, gamma: ed.Point) -> bytes:
-    """§5.2: beta = SHA-512(suite ‖ 0x03 ‖ cofactor·Gamma ‖ 0x00)."""
-    return _sha512(bytes([suite, 0x03]), ed.encode(ed.clear_cofactor(gamma)), b"\x00")
+def _gamma_to_hash(suite: Suite, eight_gamma: ed.Point) -> bytes:
+    """§5.2: beta = SHA-512(suite ‖ 0x03 ‖ cofactor·Gamma ‖ 0x00), given cofactor·Gamma."""
+    return _sha512(bytes([suite, 0x03]), ed.encode(eight_gamma), b"\x00")
+
+
+def _doublings(gamma: ed.Point) -> tuple[ed.Point, ed.Point, ed.Point, ed.Point]:
+    """(Gamma, 2·Gamma, 4·Gamma, 8·Gamma): the steps of ``ed.clear_cofactor``, kept for c·Gamma."""
+    g2 = ed.double(gamma)
+    g4 = ed.double(g2)
+    return gamma, g2, g4, ed.double(g4)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -314,6 +336,8 @@ class DecodedProof:
         s: the response, already checked to be < q.
         beta: proof_to_hash of this proof; equal to ``verify``'s result iff it verifies.
         suite: the suite whose beta this is.
+        multiples: (Gamma, 2·Gamma, 4·Gamma, 8·Gamma) as points, a function of pi (so left out
+            of equality and hashing); decoding computes them for beta anyway.
     """
 
     pi: bytes
@@ -321,6 +345,7 @@ class DecodedProof:
     s: int
     beta: bytes
     suite: Suite
+    multiples: tuple[ed.Point, ed.Point, ed.Point, ed.Point] = field(repr=False, compare=False)
 
     @property
     def gamma(self) -> bytes:
@@ -335,7 +360,8 @@ def decode_proof(pi: bytes, *, suite: Suite = Suite.TAI) -> DecodedProof:
         ValidationError: ``bad-vrf-proof`` if pi does not even decode.
     """
     gamma, c, s = _decode_proof(pi)
-    return DecodedProof(pi, c, s, _gamma_to_hash(suite, gamma), suite)
+    multiples = _doublings(gamma)
+    return DecodedProof(pi, c, s, _gamma_to_hash(suite, multiples[3]), suite, multiples)
 
 
 def proof_to_hash(pi: bytes, *, suite: Suite = Suite.TAI) -> bytes:
@@ -360,14 +386,45 @@ def verify_decoded(public_key: bytes, proof: DecodedProof, alpha: bytes) -> byte
     c, s = proof.c, proof.s
     h_point = _HASH_TO_POINT[proof.suite](y, alpha)
     h = ed.encode(h_point)
-    # Y and H are known to lie in the prime-order subgroup (H = 8·point, Y by a memoised test),
-    # so c·Y and s·H may take the X25519 path; Gamma is not, so c·Gamma stays with libsodium's
-    # checked multiplication.
+    # Y is known to lie in the prime-order subgroup (a memoised test), so c·Y may take the
+    # X25519 path; V has its own (``_v``).
     u = _sub(_mul_base(s), _mul_subgroup(c, _key_montgomery(y), y))
-    v = _sub(_mul_subgroup(s, ed.to_montgomery(h_point), h), _mul(c, proof.gamma))
+    v = _v(proof, h_point, h)
     if _challenge(proof.suite, y, h, proof.gamma, u, v) != c:
         raise ValidationError(BAD_PROOF, "challenge mismatch")
     return proof.beta
+
+
+def _v(proof: DecodedProof, h_point: ed.Point, h: bytes) -> bytes:
+    """V = s·H - c·Gamma (§5.3 step 6), by ``_v_by_ladders`` or else as ``_mul`` would."""
+    h_mont = ed.to_montgomery(h_point)  # H = 8·point: in the prime-order subgroup
+    fast = None if h_mont is None else _v_by_ladders(proof, h_mont)
+    if fast is not None:
+        return fast
+    return _sub(_mul_subgroup(proof.s, h_mont, h), _mul(proof.c, proof.gamma))
+
+
+def _v_by_ladders(proof: DecodedProof, h_mont: ed.Montgomery) -> bytes | None:
+    """s·H - c·Gamma, or None where a ladder does not apply.
+
+    Gamma may carry a torsion component, but 8·Gamma lies in the prime-order subgroup, so with
+    c = 8q + r, c·Gamma = q·(8·Gamma) + r·Gamma takes X25519 ladders for q·(8·Gamma) and sums of
+    the stored multiples for r < 8 (exact on the whole curve: the addition law is complete).
+    """
+    q, r = divmod(proof.c, 8)
+    terms = [m for i, m in enumerate(proof.multiples[:3]) if r >> i & 1]
+    if q:
+        base = ed.to_montgomery(proof.multiples[3])  # None iff Gamma has small order
+        product = None if base is None else _ladder_point(q, base)
+        if product is None:
+            return None
+        terms.append(product)
+    v = _ladder_point(proof.s, h_mont)
+    if v is None:
+        return None
+    for term in terms:
+        v = ed.add(v, ed.negate(term))
+    return ed.encode(v)
 
 
 def verify(public_key: bytes, pi: bytes, alpha: bytes, *, suite: Suite = Suite.TAI) -> bytes:

@@ -12,9 +12,8 @@ from crowdmesh.chain.contracts.blob import blob_bytes
 from crowdmesh.chain.contracts.crowdsfl import REP_GAIN, REP_LOSS, Phase, escrow_total
 from crowdmesh.chain.contracts.crowdsfl.records import read_list, round_key
 from crowdmesh.fl import accuracy, fedavg, local_train, model_from_bytes, model_to_bytes
-from crowdmesh.roles import Role
+from crowdmesh.roles import Role, sfl_jobs
 from crowdmesh.roles._sfl import PERMS, Settings, derive_seed, round_bytes
-from crowdmesh.roles import sfl_jobs
 from crowdmesh.roles.sfl_jobs import generator, model_spec, train_spec
 from tests.unit.crowdsfl_roles.net import (
     CSP,
