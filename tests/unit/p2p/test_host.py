@@ -40,3 +40,26 @@ def test_equivocation_memory_keeps_digests_and_detects_conflicts() -> None:
     assert isinstance(stored, bytes) and len(stored) == 32  # not the 200 kB message
     other = rpc_pb2.Message(from_id=origin, seqno=b"\x00" * 8, data=b"y", topicIDs=["t"])
     assert not router._check_equivocation(other)
+
+
+async def test_idontwant_goes_out_only_for_messages_past_the_threshold(monkeypatch) -> None:
+    """The base publish asks for IDONTWANT on every message; ours passes the ask on only for a
+    message of at least ``idontwant_min_bytes``."""
+    from libp2p.pubsub.gossipsub import GossipSub
+
+    emitted: list[bytes] = []
+
+    async def base_publish(self, msg_forwarder, pubsub_msg) -> None:
+        await self._emit_idontwant_for_message(pubsub_msg.data[:4], pubsub_msg.topicIDs)
+
+    async def base_emit(self, msg_id, topic_ids) -> None:
+        emitted.append(msg_id)
+
+    monkeypatch.setattr(GossipSub, "publish", base_publish)
+    monkeypatch.setattr(GossipSub, "_emit_idontwant_for_message", base_emit)
+    router = DigestEquivocationGossipSub(protocols=[], degree=6, degree_low=4, degree_high=12)
+    router.idontwant_min_bytes = 1000
+    me = ID.from_pubkey(create_new_key_pair().public_key)
+    for data in (b"smal" + bytes(995), b"larg" + bytes(996), b"tiny"):
+        await router.publish(me, rpc_pb2.Message(data=data, topicIDs=["t"]))
+    assert emitted == [b"larg"]
