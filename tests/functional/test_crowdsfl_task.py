@@ -108,3 +108,27 @@ async def test_the_task_settles_although_the_csp_is_killed_mid_task(tmp_path: Pa
         await csp.wait_ready()
         shown = await _settled(req, task)
         await _check_settled(net, task, shown)
+
+
+async def test_a_worker_down_when_the_task_was_created_joins_once_it_syncs(tmp_path: Path):
+    """Roles learn of new tasks from the ``sfl-created`` event of a connected block, and blocks a
+    node fetches by sync after a restart reach its roles like gossiped ones: the worker that was
+    stopped when the task was created auto-joins once it is back, and the task settles."""
+    async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
+                               start=False) as net:
+        req, csp = await start_parties(net, REQ, WORKERS)
+        late = net.nodes[WORKERS[-1]]
+        await late.stop_node()
+        task = await create_task(req, csp, "--rounds", "1", "--t-wait", "20", "--t-step", "30")
+
+        async def two_joined() -> bool:
+            shown = await req.rpc("task_show", [task])
+            return shown["phase"] == "joining" and len(shown["workers"]) == 2
+
+        await wait_until(two_joined, 40, "the two running workers joined", poll=0.3)
+        await late.start(net.nursery)
+        await late.wait_ready()
+        shown = await _settled(req, task)
+        assert shown["phase"] == "settled", shown
+        late_account = (await late.rpc("account"))["account"]
+        assert late_account in {w["account"] for w in shown["workers"]}, shown["workers"]
