@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_JSON ?=
 
 .PHONY: demo demo-crowdsfl demo-transfer demo-crypto demo-spatial test check bench venv clean
@@ -41,11 +42,18 @@ check: $(STAMP)
 test: check
 	$(BIN)/pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+# The benchmarks also need the optional groups: Flower (the side-by-side peer of
+# bench/crowdsfl.py) and matplotlib (bench/spatial_eval.py's figures).
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,plots,flower]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	@for b in bench/crypto.py bench/ecvrf.py bench/chain.py bench/fl_baselines.py bench/network.py \
 	  bench/spatial.py bench/spatial_eval.py bench/crowdsfl.py; do \
 	  if [ -f $$b ]; then echo "== $$b"; \
-	    $(BIN)/python $$b $(if $(BENCH_JSON),--json bench/out/$$(basename $$b .py).json) || exit 1; fi; \
+	    $(BIN)/python $$b $$(if [ $$b = bench/crowdsfl.py ]; then echo --scale; fi) \
+	      $(if $(BENCH_JSON),--json bench/out/$$(basename $$b .py).json) || exit 1; fi; \
 	done
 
 clean:
