@@ -35,7 +35,8 @@ __all__ = ["MEMO_PEERS", "MEMO_S", "consume_memoised", "install"]
 MEMO_S = 60.0  # why: the original also refreshes the peer's address TTL (2 h) on each call
 MEMO_PEERS = 1024
 
-# (peer id bytes, record bytes) → (the envelope the peerstore held after acceptance, when)
+# (our host id + peer id, record bytes) → (the envelope our peerstore held after acceptance,
+# when)
 _memo: OrderedDict[tuple[bytes, bytes], tuple[object, float]] = OrderedDict()
 
 
@@ -49,7 +50,8 @@ def consume_memoised(msg: Any, host: IHost, peer_id: ID,
     """``maybe_consume_signed_record`` (same arguments and answer), remembering acceptances."""
     if not msg.HasField("senderRecord"):
         return True
-    key = (peer_id.to_bytes(), bytes(msg.senderRecord))
+    # why the host in the key: tests run several hosts in one process, each with its peerstore
+    key = (host.get_id().to_bytes() + peer_id.to_bytes(), bytes(msg.senderRecord))
     hit = _memo.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[1] < MEMO_S and hit[0] is _stored_envelope(host, peer_id):
