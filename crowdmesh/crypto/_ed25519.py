@@ -36,7 +36,6 @@ __all__ = [
     "encode",
     "encode_to_curve",
     "expand_message_xmd",
-    "from_ladders",
     "hash_to_field",
     "is_identity",
     "ladder_scalar",
@@ -329,12 +328,6 @@ def ladder_scalar(n: int) -> bytes | None:
 
 def _rhs(u: int) -> int:
     return (u * u % _PM * u + _J * u * u + u) % _PM
-
-
-def from_ladders(base: Montgomery, u1: int, u2: int, step: int) -> bytes | None:
-    """encode(``recover(base, u1, u2, step)``), or None where that is None."""
-    point = recover(base, u1, u2, step)
-    return None if point is None else encode(point)
 
 
 def recover(base: Montgomery, u1: int, u2: int, step: int) -> Point | None:

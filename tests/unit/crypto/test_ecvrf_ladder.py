@@ -74,7 +74,8 @@ def test_q_minus_p_recovery_is_used_and_exact():
     u1 = ecvrf._ladder(ed.ladder_scalar(n), mont.u_bytes)
     u2 = ecvrf._ladder(ed.ladder_scalar(n - 1), mont.u_bytes)
     assert u1 is not None and u2 is not None
-    assert ed.from_ladders(mont, u1, u2, -1) == ecvrf._mul(n, p)
+    point = ed.recover(mont, u1, u2, -1)
+    assert point is not None and ed.encode(point) == ecvrf._mul(n, p)
 
 
 def _torsion_point() -> ed.Point:

@@ -12,8 +12,9 @@ Invariants:
   A wrong COMPLETE costs one more block for the late call; a wrong AWAITING at most the gather
   cap; UNKNOWN leaves the quiet wait as it was.
 - COMPLETE iff the transactions are non-empty and each one is:
-  - a one-party call (``sfl-create``, ``sfl-model``, ``sfl-blinded``, ``sfl-accuracy``,
-    ``sfl-select``, ``sfl-settle``, ``sfl-timeout``): its step takes exactly this call;
+  - a one-party call (every CrowdSFL kind but the two below: ``sfl-create``, ``sfl-model``,
+    ``sfl-blinded``, ``sfl-accuracy``, ``sfl-select``, ``sfl-settle``, ``sfl-timeout``): its
+    step takes exactly this call;
   - an ``sfl-submit`` whose task's round then has a submission from every active worker
     (already on chain plus pooled, each sender counted once);
   - an ``sfl-join`` whose task is then full (``max_workers``): before that, more joins may come;
@@ -33,23 +34,12 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 
 from crowdmesh.chain.contracts.blob import KIND as BLOB_PART
-from crowdmesh.chain.contracts.crowdsfl.payloads import (
-    KIND_ACCURACY,
-    KIND_BLINDED,
-    KIND_CREATE,
-    KIND_JOIN,
-    KIND_MODEL,
-    KIND_SELECT,
-    KIND_SETTLE,
-    KIND_SUBMIT,
-    KIND_TIMEOUT,
-    decode_call,
-)
+from crowdmesh.chain.contracts.crowdsfl.dispatch import CONTRACTS
+from crowdmesh.chain.contracts.crowdsfl.payloads import KIND_JOIN, KIND_SUBMIT, decode_call
 from crowdmesh.chain.contracts.crowdsfl.records import (
     Get,
-    WorkerState,
+    active_workers,
     load_task,
-    load_worker,
     task_status,
     task_workers,
 )
@@ -66,18 +56,10 @@ class PoolPace(Enum):
     AWAITING = "awaiting"  # a step they touch certainly has more calls due: wait the cap
     UNKNOWN = "unknown"  # no such knowledge: wait for a quiet pool
 
-_ONE_PARTY = frozenset({KIND_CREATE, KIND_MODEL, KIND_BLINDED, KIND_ACCURACY, KIND_SELECT,
-                        KIND_SETTLE, KIND_TIMEOUT})
-_CALLS = _ONE_PARTY | {KIND_SUBMIT, KIND_JOIN}
-
 
 def _submissions_complete(get: Get, task_id: bytes, senders: set[bytes]) -> bool:
     _, status = task_status(get, task_id)
-    active = 0
-    for worker in task_workers(get, task_id):
-        rec = load_worker(get, task_id, worker)
-        active += rec is not None and rec.state == WorkerState.ACTIVE
-    return status.submitted + len(senders) >= active
+    return status.submitted + len(senders) >= len(active_workers(get, task_id))
 
 
 def _joins_complete(get: Get, task_id: bytes, senders: set[bytes]) -> bool:
@@ -85,11 +67,14 @@ def _joins_complete(get: Get, task_id: bytes, senders: set[bytes]) -> bool:
     return len(task_workers(get, task_id)) + len(senders) >= task.spec.max_workers
 
 
-# Multi-party steps: kind → "is the step complete with these pooled senders?"
+# Multi-party steps: kind → "is the step complete with these pooled senders?"; every other
+# CrowdSFL kind is a one-party step (its step takes exactly that call).
 _GROUP_RULES: dict[str, Callable[[Get, bytes, set[bytes]], bool]] = {
     KIND_SUBMIT: _submissions_complete,
     KIND_JOIN: _joins_complete,
 }
+_CALLS = frozenset(CONTRACTS)
+_ONE_PARTY = _CALLS - _GROUP_RULES.keys()
 
 
 Groups = dict[tuple[str, bytes], set[bytes]]
@@ -116,8 +101,10 @@ def pool_pace(get: Get, txs: Sequence[Transaction]) -> PoolPace:
     """Whether the pooled ``txs`` complete every CrowdSFL step they touch, certainly leave one
     waiting for more calls, or neither is known (module invariants); ``get`` reads the head
     state."""
+    if not txs:
+        return PoolPace.UNKNOWN
     try:
-        found = _groups(txs) if txs else None
+        found = _groups(txs)
         if found is None:
             return PoolPace.UNKNOWN
         groups, orphan_parts = found

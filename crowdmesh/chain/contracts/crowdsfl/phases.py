@@ -51,6 +51,7 @@ from crowdmesh.chain.contracts.crowdsfl.records import (
     Task,
     Worker,
     WorkerState,
+    active_workers,
     add_escrow,
     key,
     load_worker,
@@ -236,15 +237,6 @@ def _bump(status: Status) -> Status:
 # -- the CSP's blinded list -------------------------------------------------------------------
 
 
-def _active(c: Call) -> list[bytes]:
-    out = []
-    for w in task_workers(c.state.get, c.task.task_id):
-        rec = load_worker(c.state.get, c.task.task_id, w)
-        if rec is not None and rec.state == WorkerState.ACTIVE:
-            out.append(w)
-    return out
-
-
 def _check_blinded_ids(c: Call, entries: list[list[bytes]]) -> None:
     if len(entries) != c.status.submitted:
         raise ValidationError("sfl-blinded-count", f"{len(entries)} != {c.status.submitted}")
@@ -274,7 +266,7 @@ def on_blinded(c: Call) -> tuple[Event, ...]:
     """``sfl-blinded`` (TRAINING): the CSP's shuffled, re-encrypted list closes the round."""
     require_csp(c)
     expect_round(c, c.status.round)
-    active = _active(c)
+    active = active_workers(c.state.get, c.task.task_id)
     if c.now <= c.status.window_end and c.status.submitted < len(active):
         raise ValidationError("sfl-too-early", "the deadline has not passed")
     entries = c.args[1]

@@ -197,6 +197,16 @@ def task_workers(get: Get, task_id: bytes) -> list[bytes]:
     return [bytes(w) for w in read_list(get, key(b"l", task_id))]
 
 
+def active_workers(get: Get, task_id: bytes) -> list[bytes]:
+    """The task's workers still ACTIVE (not missed, not flagged out), in join order."""
+    out = []
+    for w in task_workers(get, task_id):
+        rec = load_worker(get, task_id, w)
+        if rec is not None and rec.state == WorkerState.ACTIVE:
+            out.append(w)
+    return out
+
+
 def task_status(get: Get, task_id: bytes) -> tuple[Task, Status]:
     """(task, status) for roles and queries; raises ``sfl-unknown-task``."""
     return load_task(get, task_id), load_status(get, task_id)
