@@ -460,7 +460,8 @@ async def run_reports(root: Path, n_reports: int, overlap: int, all_mine: bool,
         await net.mine(requester, 3)
         limiter = trio.Semaphore(overlap)
         started = time.monotonic()
-        spare = [n_reports // 2]  # replacements left for reports dropped by design
+        # the report numbers left for replacing reports dropped by design (at most N/2)
+        spare = iter(range(n_reports, n_reports + n_reports // 2))
 
         async def run_one(i: int, reports: trio.Nursery) -> None:
             async with limiter:
@@ -469,10 +470,11 @@ async def run_reports(root: Path, n_reports: int, overlap: int, all_mine: bool,
             shown = f"{outcome.seconds:.2f} s" if outcome.seconds is not None else outcome.status
             label = f"{i + 1:2}/{n_reports}" if i < n_reports else f"{i + 1:2} (replacement)"
             console.print(f"  report {label} {outcome.report_id[:12]}: {shown}")
-            if outcome.seconds is None and spare[0] > 0 and failure_reason(
+            if outcome.seconds is None and failure_reason(
                     requester.stderr_text(), outcome.report_id) == BY_DESIGN:
-                spare[0] -= 1
-                reports.start_soon(run_one, n_reports + n_reports // 2 - spare[0] - 1, reports)
+                replacement = next(spare, None)
+                if replacement is not None:
+                    reports.start_soon(run_one, replacement, reports)
 
         async with trio.open_nursery() as reports:
             for i in range(n_reports):

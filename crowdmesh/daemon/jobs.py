@@ -174,8 +174,7 @@ class JobPool:
 def _in_thread(job: _Job, fn: Callable[..., object], args: tuple[object, ...]) -> object:
     """The worker-thread side: mark the job running and run it with the GIL releasable."""
     job.in_thread = True
-    with released_gil():
-        return fn(*args)
+    return _released(fn, *args)
 
 
 async def warm_crypto_tables() -> None:
@@ -191,6 +190,7 @@ async def warm_crypto_tables() -> None:
 
 
 def _released(fn: Callable[..., object], *args: object) -> object:
+    """``fn(*args)`` with gmpy2 free to release the GIL (every thread of ours runs this way)."""
     with released_gil():
         return fn(*args)
 

@@ -24,7 +24,7 @@ Invariants (each closes a silent drop listed in LIBP2P.md):
   for such a topic.
 - Equivocation memory keeps a digest per message instead of the whole message (§7).
 - IDONTWANT only for messages of at least ``GossipConfig.idontwant_min_bytes`` (16 KiB): below
-  that it costs more than the duplicates it saves (:class:`DigestEquivocationGossipSub`).
+  that it costs more than the duplicates it saves (:class:`CrowdmeshGossipSub`).
 - The sender's signed peer record in each RPC is checked once per peer and record, not twice
   per RPC (:mod:`crowdmesh.p2p.recordmemo`, installed by the first :class:`Gossip`).
 """
@@ -72,7 +72,7 @@ __all__ = [
     "SPATIAL_VOTES",
     "SUBSCRIPTION_CHANNEL_SIZE",
     "TXS",
-    "DigestEquivocationGossipSub",
+    "CrowdmeshGossipSub",
     "Gossip",
     "GossipConfig",
     "Incoming",
@@ -174,7 +174,7 @@ class Incoming:
     size: int
 
 
-class DigestEquivocationGossipSub(GossipSub):
+class CrowdmeshGossipSub(GossipSub):
     """GossipSub whose equivocation memory stores a digest, not the whole message (§7), and
     which sends IDONTWANT only for messages of at least ``idontwant_min_bytes``.
 
@@ -279,7 +279,7 @@ class Gossip:
             self.pubsub.set_topic_validator(name, self._validator, is_async_validator=False)
 
     def _make_router(self, cfg: GossipConfig) -> GossipSub:
-        router = DigestEquivocationGossipSub(
+        router = CrowdmeshGossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
             degree=cfg.degree,
             degree_low=cfg.degree_low,

@@ -8,7 +8,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
 from crowdmesh.errors import UsageError
-from crowdmesh.p2p.gossip import DigestEquivocationGossipSub
+from crowdmesh.p2p.gossip import CrowdmeshGossipSub
 from crowdmesh.p2p.host import Backoff, parse_peer_addr
 
 
@@ -30,7 +30,7 @@ def test_parse_peer_addr() -> None:
 
 
 def test_equivocation_memory_keeps_digests_and_detects_conflicts() -> None:
-    router = DigestEquivocationGossipSub(protocols=[], degree=6, degree_low=4, degree_high=12)
+    router = CrowdmeshGossipSub(protocols=[], degree=6, degree_low=4, degree_high=12)
     origin = ID.from_pubkey(create_new_key_pair().public_key).to_bytes()
     big = rpc_pb2.Message(from_id=origin, seqno=b"\x00" * 8, data=b"x" * 200_000,
                           topicIDs=["t"])
@@ -57,7 +57,7 @@ async def test_idontwant_goes_out_only_for_messages_past_the_threshold(monkeypat
 
     monkeypatch.setattr(GossipSub, "publish", base_publish)
     monkeypatch.setattr(GossipSub, "_emit_idontwant_for_message", base_emit)
-    router = DigestEquivocationGossipSub(protocols=[], degree=6, degree_low=4, degree_high=12)
+    router = CrowdmeshGossipSub(protocols=[], degree=6, degree_low=4, degree_high=12)
     router.idontwant_min_bytes = 1000
     me = ID.from_pubkey(create_new_key_pair().public_key)
     for data in (b"smal" + bytes(995), b"larg" + bytes(996), b"tiny"):
