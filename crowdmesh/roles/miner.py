@@ -15,9 +15,9 @@ Invariants:
   forks). A sole miner has no fork to avoid, so it starts as soon as no transaction arrived
   for :data:`QUIET_MS` (:data:`QUIET_MANY_MS` while two or more senders are pooled: several
   nodes answering one block arrive spread out), and at the latest after :data:`GATHER_MS`:
-  each step of a protocol
-  that waits for the previous step's block (CrowdSFL's five per round) costs tens of
-  milliseconds instead of a quarter second.
+  each step of a protocol that waits for the previous step's block (CrowdSFL's five per round)
+  costs tens of milliseconds instead of a quarter second. (The runner may end a sole miner's
+  wait sooner, or hold it to the cap, from what the pooled calls say: ``daemon/mining.py``.)
 - A tie (a peer's tip with our head's work) makes a mining node (mode not ``off``) mine one
   more block iff our head's hash is the lowest of every equal-work tip it has seen at that
   height (``rival`` keeps the lowest other one; it is cleared with each new head). With "first

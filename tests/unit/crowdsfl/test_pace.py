@@ -9,6 +9,7 @@ import hashlib
 from crowdmesh.chain.contracts.blob import KIND as BLOB_PART
 from crowdmesh.chain.contracts.blob import split_blob
 from crowdmesh.chain.contracts.crowdsfl import (
+    CONTRACTS,
     KIND_ACCURACY,
     KIND_JOIN,
     KIND_MODEL,
@@ -60,6 +61,8 @@ def test_a_one_party_call_completes_its_step(world):
     task = started(world, W3)
     assert _complete(world, [world.tx(REQ, KIND_MODEL, model_payload(task, 1, b"m" * 32))])
     assert _complete(world, [world.tx(REQ, KIND_ACCURACY, b"\x90")])  # not even decoded
+    for kind in set(CONTRACTS) - {KIND_SUBMIT, KIND_JOIN}:  # every kind but the two groups
+        assert _complete(world, [world.tx(REQ, kind, b"\x90")]), kind
 
 
 def test_submissions_complete_the_round_only_from_every_active_worker(world):

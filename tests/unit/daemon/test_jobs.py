@@ -229,3 +229,17 @@ async def test_cancelling_the_whole_nursery_forgets_jobs_without_outcomes():
     release.set()
     assert (pool.running(), pool.queued()) == (0, 0)
     assert outcomes.items == []
+
+
+async def test_the_start_up_warm_up_builds_every_table_profiles_generator() -> None:
+    from crowdmesh.crypto.elgamal import generator
+    from crowdmesh.crypto.groups import PROFILES
+    from crowdmesh.daemon.jobs import warm_crypto_tables
+
+    generator.cache_clear()
+    await warm_crypto_tables()
+    tabled = [p for p in PROFILES.values() if p.tables]
+    assert tabled and generator.cache_info().currsize == len(tabled)
+    hits = generator.cache_info().hits
+    generator(tabled[0])  # the first encryption or check finds the table built
+    assert generator.cache_info().hits == hits + 1
