@@ -99,6 +99,28 @@ async def wait_phase(node: NodeHandle, task: str, phases: Sequence[str], timeout
     return dict(await node.rpc("task_show", [task]))
 
 
+async def step_to_phase(miner: NodeHandle, task: str, phases: Sequence[str], what: str,
+                        max_blocks: int = 60) -> dict[str, Any]:
+    """With ``miner`` (the only miner) switched to ``set_mining off`` beforehand, ``generate``
+    one block at a time until the miner's view of ``task`` is in one of ``phases``; that view.
+
+    Why: a task now runs a round in well under a second, faster than any poll, so a test that
+    must act between two steps (kill a party after the blinded list, before its next call lands)
+    holds the chain and lets it advance one block, that is one step, at a time."""
+    for _ in range(max_blocks):
+        try:
+            shown = dict(await miner.rpc("task_show", [task]))
+        except RpcCallError as exc:  # the create call is not in a block yet
+            if "sfl-unknown-task" not in str(exc):
+                raise
+            shown = {"phase": None}
+        if shown["phase"] in phases:
+            return shown
+        await trio.sleep(0.25)  # the parties' calls for the next step reach the miner's pool
+        await miner.rpc("generate", [1])
+    raise AssertionError(f"task {task[:12]} not {what} after {max_blocks} blocks")
+
+
 async def quiet(net: Testnet, live: Sequence[NodeHandle]) -> None:
     """Nothing more will land: no call of a live node outside a block, the live mempools empty
     and equal, one head on every live node."""

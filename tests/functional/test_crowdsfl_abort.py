@@ -21,6 +21,7 @@ from tests.functional.sfl_util import (
     gains,
     quiet,
     start_parties,
+    step_to_phase,
     wait_phase,
 )
 
@@ -60,9 +61,11 @@ async def test_a_csp_that_dies_after_round_0_starts_is_timed_out_with_every_coin
     async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
         req, csp = await start_parties(net, REQ, (2, 3, 4))
+        await req.rpc("set_mining", ["off"])  # the requester mines: one step per block
         task = await create_task(req, csp, "--rounds", "2", "--t-wait", "5", "--t-step", "5")
-        await wait_phase(req, task, ["training"], 40, "round 0 started")
+        await step_to_phase(req, task, ["training"], "round 0 started")
         await csp.kill()  # SIGKILL, never restarted: the CSP stalls for good
+        await req.rpc("set_mining", ["on-demand"])
         live = [n for n in net.nodes if n is not csp]
         await _check_aborted(net, task, "csp-stall", live, workers=3, sender=req)
 
@@ -72,11 +75,15 @@ async def test_a_requester_that_dies_after_the_first_blinded_list_is_timed_out_b
                                start=False) as net:
         # the CSP is the one miner, so blocks keep coming once the requester is gone
         req, csp = await start_parties(net, CSP, (2, 3, 4))
+        await csp.rpc("set_mining", ["off"])  # one step per block
         task = await create_task(req, csp, "--rounds", "2", "--t-wait", "15", "--t-step",
                                  "10")
-        await wait_phase(req, task, ["blinded", "scored", "selected", "final"], 50,
-                         "first blinded list posted")
-        await req.kill()  # SIGKILL, never restarted: the requester stalls for good
+        shown = await step_to_phase(csp, task, ["blinded"], "first blinded list posted")
+        assert shown["round"] == 0, shown
+        # SIGKILL, never restarted: the requester stalls for good. Its scores may be in the
+        # CSP's pool already; it still owes the round's aggregate and all of round 1.
+        await req.kill()
+        await csp.rpc("set_mining", ["on-demand"])
         live = [n for n in net.nodes if n is not req]
         await _check_aborted(net, task, "requester-stall", live, workers=3, sender=csp)
 

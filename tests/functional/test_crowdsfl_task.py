@@ -24,6 +24,7 @@ from tests.functional.sfl_util import (
     dump,
     quiet,
     start_parties,
+    step_to_phase,
     wait_phase,
 )
 
@@ -96,16 +97,14 @@ async def test_a_task_runs_from_the_cli_to_settlement_between_five_daemons(tmp_p
 async def test_the_task_settles_although_the_csp_is_killed_mid_task(tmp_path: Path):
     async with running_testnet(n=5, topology="mesh", mining_mode="on-demand",
                                start=False) as net:
-        task = await _start_task(net)
-        req, csp = net.nodes[REQ], net.nodes[CSP]
-
-        async def training() -> bool:
-            return (await req.rpc("task_show", [task]))["phase"] not in ("joining",)
-
-        await wait_until(training, 40, "round 0 started", poll=0.2)
+        req, csp = await start_parties(net, REQ, WORKERS)
+        await req.rpc("set_mining", ["off"])  # the requester mines: one step per block
+        task = await create_task(req, csp, "--rounds", "2", "--t-wait", "20", "--t-step", "30")
+        await step_to_phase(req, task, ["training"], "round 0 started")
         await csp.kill()  # SIGKILL: its role store and calls in flight survive
         await csp.start(net.nursery)
         await csp.wait_ready()
+        await req.rpc("set_mining", ["on-demand"])
         shown = await _settled(req, task)
         await _check_settled(net, task, shown)
 
