@@ -485,9 +485,9 @@ async def run_reports(root: Path, n_reports: int, overlap: int, all_mine: bool,
         await net.stop_all()
         nursery.cancel_scope.cancel()
     times = [o.seconds for o in outcomes if o.seconds is not None]
-    failed = [o for o in outcomes if o.seconds is None]
-    reasons = Counter(f"{o.status}: {failure_reason(log_text, o.report_id)}" for o in failed)
-    by_design = sum(1 for o in failed if failure_reason(log_text, o.report_id) == BY_DESIGN)
+    failed = [(o, failure_reason(log_text, o.report_id)) for o in outcomes if o.seconds is None]
+    reasons = Counter(f"{o.status}: {why}" for o, why in failed)
+    by_design = sum(1 for _, why in failed if why == BY_DESIGN)
     phases = phase_times(log_text, [o.report_id for o in outcomes if o.seconds is not None])
     phases["requester's deadline ts+T_c+T_r+1 → confirmed seen"] = [
         o.after_deadline for o in outcomes if o.after_deadline is not None]

@@ -101,6 +101,12 @@ async def search_nonce(
     return None
 
 
+def _still_gathering(pace: PoolPace, quiet_for: float, quiet_s: float) -> bool:
+    """Before the gather cap: COMPLETE mines now, AWAITING waits on, UNKNOWN waits until the
+    pool has been quiet for ``quiet_s``."""
+    return pace is PoolPace.AWAITING or (pace is PoolPace.UNKNOWN and quiet_for < quiet_s)
+
+
 class MiningRunner:
     """Runs one cancellable PoW search at a time inside the node's nursery."""
 
@@ -154,9 +160,7 @@ class MiningRunner:
         now = trio.current_time()
         end, quiet_from, seen = now + gather_s, now, self._pending()
         pace = self._pace()
-        while pace is not PoolPace.COMPLETE and now < end and (
-                pace is PoolPace.AWAITING
-                or now - quiet_from < (quiet[0] if seen[1] < 2 else quiet[1])):
+        while now < end and _still_gathering(pace, now - quiet_from, quiet[seen[1] >= 2]):
             await trio.sleep(QUIET_POLL_S)
             now, pending = trio.current_time(), self._pending()
             if pending != seen:

@@ -58,6 +58,7 @@ from crowdmesh.roles.effects import (
 )
 from crowdmesh.roles.events import BlockConnected, CallRejected, Event, JobFailed, JobFinished
 from crowdmesh.roles.sfl_events import SflConfigured, SflTaskSeen
+from crowdmesh.roles.sfl_jobs import warm_task_keys_job
 
 if TYPE_CHECKING:
     from crowdmesh.roles.dispatch import Role
@@ -97,6 +98,8 @@ __all__ = [
     "task_of",
     "task_seen",
     "upload",
+    "warming",
+    "warming_task_keys",
 ]
 
 CONFIG = b"cfg"
@@ -360,6 +363,12 @@ def warming(step: Step, job: Callable[..., bytes],
         state, warm = ask(state, "warm", [RunJob("warm", job, args(chain))])
         return state, [*effects, *warm]
     return both
+
+
+def warming_task_keys(step: Step) -> Step:
+    """``step`` with the task keys' tables warmed (the CSP and the requester need them)."""
+    return warming(step, warm_task_keys_job,
+                   lambda c: (c.spec_bytes, c.task.h_csp, c.task.h_req))
 
 
 def reconcile(state: TaskState, ctx: RoleContext, table: PhaseTable) -> Result:

@@ -59,7 +59,7 @@ from crowdmesh.roles._sfl import (
 from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import Effect, RunJob, StorePut, SubmitCall
 from crowdmesh.roles.events import Event, JobFinished
-from crowdmesh.roles.sfl_jobs import blind_job, warm_task_keys_job
+from crowdmesh.roles.sfl_jobs import blind_job
 
 __all__ = [
     "ROLE_NAME",
@@ -237,8 +237,7 @@ def _watch(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
 
 
 _PHASES: _sfl.PhaseTable = {
-    Phase.JOINING: _sfl.warming(_watch, warm_task_keys_job,
-                                lambda c: (c.spec_bytes, c.task.h_csp, c.task.h_req)),
+    Phase.JOINING: _sfl.warming_task_keys(_watch),
     Phase.TRAINING: _blind,
     Phase.BLINDED: _watch,
     Phase.SELECTED: _watch,

@@ -56,12 +56,7 @@ from crowdmesh.roles.context import RoleContext
 from crowdmesh.roles.effects import Effect, RunJob, StoreDelete, StorePut, SubmitCall
 from crowdmesh.roles.events import CallRejected, Event, JobFinished
 from crowdmesh.roles.sfl_events import SflTaskRequested
-from crowdmesh.roles.sfl_jobs import (
-    aggregate_job,
-    evaluate_job,
-    init_job,
-    warm_task_keys_job,
-)
+from crowdmesh.roles.sfl_jobs import aggregate_job, evaluate_job, init_job
 
 __all__ = [
     "ROLE_NAME",
@@ -164,8 +159,7 @@ def _settled(state: TaskState, chain: Chain, ctx: RoleContext) -> Result:
 
 
 _PHASES: _sfl.PhaseTable = {
-    Phase.JOINING: _sfl.warming(_start, warm_task_keys_job,
-                                lambda c: (c.spec_bytes, c.task.h_csp, c.task.h_req)),
+    Phase.JOINING: _sfl.warming_task_keys(_start),
     Phase.TRAINING: _timeout,
     Phase.BLINDED: _evaluate,
     Phase.SCORED: _timeout,

@@ -8,7 +8,9 @@ import pytest
 import trio
 import trio.testing
 
-from crowdmesh.daemon.jobs import JobOutcome, JobPool
+from crowdmesh.crypto.elgamal import generator
+from crowdmesh.crypto.groups import PROFILES
+from crowdmesh.daemon.jobs import JobOutcome, JobPool, warm_crypto_tables
 from crowdmesh.errors import UsageError, ValidationError
 
 WAIT = 5.0  # every wait in a job thread or the test is bounded by this
@@ -232,10 +234,6 @@ async def test_cancelling_the_whole_nursery_forgets_jobs_without_outcomes():
 
 
 async def test_the_start_up_warm_up_builds_every_table_profiles_generator() -> None:
-    from crowdmesh.crypto.elgamal import generator
-    from crowdmesh.crypto.groups import PROFILES
-    from crowdmesh.daemon.jobs import warm_crypto_tables
-
     generator.cache_clear()
     await warm_crypto_tables()
     tabled = [p for p in PROFILES.values() if p.tables]
